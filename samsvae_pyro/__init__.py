@@ -1,0 +1,1 @@
+"""SAMS-VAE in Pyro."""

@@ -1,0 +1,44 @@
+"""Shared types and the shape alphabet.
+
+Shape letters used in every docstring and shape comment of the package:
+
+====  ==========================================
+S     particles (posterior samples drawn in parallel)
+B     cells in the current batch
+N     cells in the whole (sub)set being modelled
+T     perturbations (columns of the dosage matrix D)
+K     latent dimensions
+G     genes
+H     hidden units of an MLP
+====  ==========================================
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from torch import Tensor
+
+Likelihood = Literal["nb", "poisson", "normal"]
+GuideName = Literal["correlated", "mean_field"]
+EstimatorName = Literal["trace", "mean_field", "tracegraph"]
+Weighting = Literal["plated", "per_perturbation"]
+Encoding = Literal["sum", "unique"]
+MaskPrior = Literal["bernoulli", "beta_bernoulli"]
+
+
+class Batch(TypedDict):
+    """One minibatch, as yielded by :class:`samsvae_pyro.data.MinibatchLoader`.
+
+    x : (B, G) float32 counts (or values for the normal likelihood); ``None`` when sampling.
+    D : (B, T) float32 dosages.
+    library : (B,) float32 library sizes (sum of the modelled genes' counts).
+    index : (B,) int64 row positions of the cells in the full dataset.
+    n_cells : int, size N of the cell set the batch was drawn from (the cells plate size).
+    """
+
+    x: Tensor | None
+    D: Tensor
+    library: Tensor
+    index: Tensor
+    n_cells: int

@@ -1,0 +1,61 @@
+"""The structure every SAMS-VAE guide shares: globals in the perturbations plate, then the encoder."""
+
+from __future__ import annotations
+
+import pyro
+from pyro import distributions as dist
+from pyro.nn import PyroModule
+from torch import Tensor
+
+from samsvae_pyro._typing import Batch
+from samsvae_pyro.guides.components import BasalEncoder, MaskPosterior
+from samsvae_pyro.models.plates import E, latent_offset, perturbations_plate
+
+
+class SAMSGuide(PyroModule):
+    """q(M) q(E | .) prod_i q(z_basal_i | x_i, d_i (E * M)); subclasses define q(E | .).
+
+    Parameters
+    ----------
+    model
+        The generative model; sizes, mask prior and site layout are read from it (no reference kept).
+    x_mean, x_std, input_transform
+        Training statistics for the encoder input (see :class:`BasalEncoder`).
+    use_offset
+        Encoder input includes the latent offset (default) or only x ("mean_field_encoder").
+    n_hidden, n_layers, activation
+        Basal encoder MLP (paper: as the decoder).
+    mask_temperature, mask_gradient, mask_init_logit
+        See :class:`MaskPosterior`.
+    """
+
+    def __init__(
+        self, model, *, x_mean: Tensor, x_std: Tensor, input_transform: str = "log1p", use_offset: bool = True,
+        n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu", mask_temperature: float = 1.0,
+        mask_gradient: str = "straight_through", mask_init_logit: float = 0.0,
+    ):
+        super().__init__()
+        self.n_perturbations, self.n_latent = model.n_perturbations, model.n_latent
+        self.mask = MaskPosterior(
+            model.n_perturbations, model.n_latent, mask_prior=model.mask_prior, temperature=mask_temperature,
+            gradient=mask_gradient, init_logit=mask_init_logit,
+        )
+        self.encoder = BasalEncoder(
+            model.n_latent, x_mean=x_mean, x_std=x_std, input_transform=input_transform, use_offset=use_offset,
+            n_hidden=n_hidden, n_layers=n_layers, activation=activation,
+        )
+
+    def embedding_posterior(self, mask: Tensor | None) -> dist.TorchDistribution:
+        """q(E | M) with batch shape (..., T) and event shape (K,)."""
+        raise NotImplementedError
+
+    def sample_embedding(self, batch: Batch, mask: Tensor | None) -> Tensor:
+        """Sample E inside the perturbations plate. Returns (..., T, K)."""
+        return pyro.sample(E, self.embedding_posterior(mask))
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Sample every latent site of the model for ``batch``; returns z_basal, (..., B, K)."""
+        with perturbations_plate(self.n_perturbations):
+            mask = self.mask()  # (S, T, K)
+            embedding = self.sample_embedding(batch, mask)  # (S, T, K)
+        return self.encoder(batch, latent_offset(batch["D"], embedding, mask))

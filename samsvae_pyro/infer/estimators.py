@@ -1,0 +1,53 @@
+"""ELBO estimators by name, and the check that an estimator can train a given guide (spec section 3).
+
+==============  =====================  ==================================================================
+name            Pyro class             gradients
+==============  =====================  ==================================================================
+``trace``       Trace_ELBO             pathwise (reparameterised sites, straight-through mask)
+``mean_field``  TraceMeanField_ELBO    analytic KL where registered (incl. straight-through vs Bernoulli)
+``tracegraph``  TraceGraph_ELBO        Rao-Blackwellised score function with baselines for plain sites
+==============  =====================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pyro import poutine
+from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.poutine.util import site_is_subsample
+
+from samsvae_pyro._typing import Batch
+from samsvae_pyro.models.plates import MAX_PLATE_NESTING
+
+ESTIMATORS: dict[str, type[ELBO]] = {"trace": Trace_ELBO, "mean_field": TraceMeanField_ELBO,
+                                     "tracegraph": TraceGraph_ELBO}
+
+
+def make_elbo(estimator: str, *, n_particles: int = 5) -> ELBO:
+    """The named ELBO with ``n_particles`` vectorised particles (each draws its own globals)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not supported; choose one of {sorted(ESTIMATORS)}.")
+    if n_particles < 1:
+        raise ValueError(f"n_particles must be >= 1, got {n_particles}.")
+    return ESTIMATORS[estimator](num_particles=n_particles, vectorize_particles=True,
+                                 max_plate_nesting=MAX_PLATE_NESTING)
+
+
+def check_estimator(estimator: str, guide: Callable, batch: Batch) -> None:
+    """Raise a ValueError when ``estimator`` cannot give useful gradients for ``guide``.
+
+    Sites without reparameterised samples (e.g. ``mask_gradient="score"``) need the score-function
+    estimator with baselines: "trace" would use an unbaselined, high-variance surrogate and
+    "mean_field" supports reparameterised guides only.
+    """
+    trace = poutine.trace(guide).get_trace(batch)
+    score_sites = sorted(name for name, site in trace.nodes.items()
+                         if site["type"] == "sample" and not site["is_observed"]
+                         and not site_is_subsample(site) and not site["fn"].has_rsample)
+    if score_sites and estimator != "tracegraph":
+        raise ValueError(
+            f"estimator={estimator!r} cannot train the score-function sites {score_sites} of this guide: "
+            "use estimator='tracegraph' (score function with baselines) or a reparameterised guide "
+            "(mask_gradient='straight_through')."
+        )

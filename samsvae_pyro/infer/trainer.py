@@ -1,0 +1,181 @@
+"""The one SVI training loop every model family uses (spec section 3).
+
+Adam with weight decay, global gradient-norm clipping, validation every ``val_every`` steps with the
+best checkpoint kept in memory and restored at the end, optional early stopping, a clear error on a
+non-finite loss, a tqdm bar, and a history DataFrame. Checkpoints (``state_dict``) include the
+optimizer state, the position in the data stream and the random state, so a resumed run continues
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterable
+
+import pandas as pd
+import pyro
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from samsvae_pyro._typing import Batch
+from samsvae_pyro.infer.estimators import make_elbo
+from samsvae_pyro.infer.weighting import weighting_context
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss or the gradient became non-finite; the best checkpoint has been restored."""
+
+
+class SVITrainer:
+    """Stochastic variational inference for a (model, guide) pair.
+
+    Parameters
+    ----------
+    model, guide
+        Pyro model and guide (``nn.Module`` s holding every learnable parameter).
+    estimator, n_particles
+        See :func:`samsvae_pyro.infer.make_elbo`.
+    lr, weight_decay, clip_norm
+        Adam learning rate, L2 weight decay, and the global gradient-norm bound (``None``: no clipping).
+    weighting
+        ``"plated"`` or ``"per_perturbation"`` (see :mod:`samsvae_pyro.infer.weighting`).
+    cells_per_perturbation
+        ``{"train": (T,), "val": (T,)}`` counts N_t for the per-perturbation weighting.
+    """
+
+    def __init__(
+        self, model: nn.Module, guide: nn.Module, *, estimator: str = "trace", n_particles: int = 5,
+        lr: float = 3e-4, weight_decay: float = 1e-6, clip_norm: float | None = 100.0,
+        weighting: str = "plated", cells_per_perturbation: dict[str, Tensor] | None = None,
+    ):
+        self.modules = nn.ModuleDict({"model": model, "guide": guide})
+        self.elbo = make_elbo(estimator, n_particles=n_particles)
+        self.weighting, self.counts = weighting, cells_per_perturbation or {}
+        self.clip_norm = clip_norm
+        self.optimizer = torch.optim.Adam(self.modules.parameters(), lr=lr, weight_decay=weight_decay)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best_val, self.best_step, self.best_state = math.inf, 0, None
+        self.history: list[dict] = []
+        self.last_state: dict | None = None  # parameters at the last step, before the best is restored
+
+    def loss(self, batch: Batch, split: str = "train", *, grad: bool = True) -> float:
+        """-ELBO per cell for one batch (gradients accumulated into the parameters when ``grad``)."""
+        model, guide = self.modules["model"], self.modules["guide"]
+        with weighting_context(self.weighting, batch, self.counts.get(split)):
+            if grad:
+                return self.elbo.loss_and_grads(model, guide, batch)
+            with torch.no_grad():
+                return self.elbo.loss(model, guide, batch)
+
+    def validation_loss(self, loader: Iterable[Batch], *, seed: int = 0) -> float:
+        """Mean -ELBO per cell over a whole split, with its own fixed random stream."""
+        total, n = 0.0, 0
+        device = next(self.modules.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            pyro.set_rng_seed(seed)
+            for batch in loader:
+                size = len(batch["index"])
+                total += self.loss(batch, "val", grad=False) * size
+                n += size
+        return total / n
+
+    def train_step(self, batch: Batch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        value = self.loss(batch)
+        norm = (torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
+                if self.clip_norm is not None else torch.zeros(()))
+        if not (math.isfinite(value) and torch.isfinite(norm)):
+            self._diverged(value)
+        self.optimizer.step()
+        self.step += 1
+        return value
+
+    def _diverged(self, value: float) -> None:
+        where = f"step {self.step + 1} (epoch {self.epoch}, batch {self.batch_in_epoch})"
+        kept = "no checkpoint was kept yet"
+        if self.best_state is not None:
+            self.modules.load_state_dict(self.best_state)
+            kept = f"the best checkpoint (step {self.best_step}) was restored"
+        raise TrainingDivergedError(
+            f"Training diverged at {where}: loss {value}, or a non-finite gradient; {kept}. "
+            "Lower the learning rate, keep gradient clipping on, or check the data for extreme values."
+        )
+
+    def _batches(self, loader) -> Iterable[Batch]:
+        """Endless stream of training batches, resuming at (epoch, batch_in_epoch)."""
+        while True:
+            loader.set_epoch(self.epoch)
+            for position, batch in enumerate(loader):
+                if position < self.batch_in_epoch:
+                    continue
+                self.batch_in_epoch = position + 1
+                yield batch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def _validate(self, val_loader, seed: int) -> float:
+        val = self.validation_loss(val_loader, seed=seed)
+        if val < self.best_val:
+            self.best_val, self.best_step = val, self.step
+            self.best_state = {k: v.detach().clone() for k, v in self.modules.state_dict().items()}
+        return val
+
+    def fit(
+        self, train_loader, val_loader=None, *, max_steps: int, val_every: int = 500,
+        early_stopping_patience: int | None = None, seed: int = 0, progress: bool = True,
+        callback: Callable[["SVITrainer"], None] | None = None,
+    ) -> pd.DataFrame:
+        """Train until ``max_steps`` (total, counting earlier runs) and return the history.
+
+        The best-validation checkpoint is restored at the end (the last one without validation data).
+        ``callback(trainer)`` runs after every step (schedules, logging).
+        """
+        if self.step == 0:
+            pyro.set_rng_seed(seed)
+        stale, start = 0, time.perf_counter()
+        bar = tqdm(total=max_steps, initial=self.step, disable=not progress, desc="training", unit="step")
+        for batch in self._batches(train_loader):
+            if self.step >= max_steps:
+                break
+            row = {"step": self.step + 1, "epoch": self.epoch, "train_loss": self.train_step(batch),
+                   "val_loss": math.nan}
+            if val_loader is not None and (self.step % val_every == 0 or self.step == max_steps):
+                best_before = self.best_val
+                row["val_loss"] = self._validate(val_loader, seed)
+                stale = 0 if self.best_val < best_before else stale + 1
+            row["seconds"] = time.perf_counter() - start
+            self.history.append(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", refresh=False)
+            if callback is not None:
+                callback(self)
+            if early_stopping_patience is not None and stale >= early_stopping_patience:
+                break
+        bar.close()
+        self._restore_best(val_loader is not None)
+        return self.history_frame()
+
+    def _restore_best(self, validated: bool) -> None:
+        self.last_state = {k: v.detach().clone() for k, v in self.modules.state_dict().items()}
+        if validated and self.best_state is not None:
+            self.modules.load_state_dict(self.best_state)
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history, columns=["step", "epoch", "train_loss", "val_loss", "seconds"])
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: last-step parameters, optimizer, counters, best checkpoint, RNG, history."""
+        return {
+            "modules": self.last_state or self.modules.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "counters": (self.step, self.epoch, self.batch_in_epoch), "best": (self.best_val, self.best_step),
+            "best_state": self.best_state, "rng": torch.get_rng_state(), "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.modules.load_state_dict(state["modules"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch, self.batch_in_epoch = state["counters"]
+        self.best_val, self.best_step = state["best"]
+        self.best_state, self.history = state["best_state"], list(state["history"])
+        torch.set_rng_state(state["rng"])
