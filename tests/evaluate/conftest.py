@@ -1,0 +1,59 @@
+"""Tiny hand-built designs for the evaluation tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from anndata import AnnData
+
+from samsvae_pyro.data.design import PerturbationData, build_perturbation_data
+from samsvae_pyro.evaluate import ate_anndata
+
+
+def make_data(
+    counts: np.ndarray,
+    labels: Sequence[str],
+    splits: Sequence[str],
+    *,
+    var_names: Sequence[str] | None = None,
+    count_data: bool = True,
+) -> PerturbationData:
+    """PerturbationData of a dense count matrix stored sparse, with "control" as control label."""
+    obs = pd.DataFrame(
+        {"perturbation": list(labels), "split": list(splits)}, index=[f"cell{i}" for i in range(len(labels))]
+    )
+    var = pd.DataFrame(index=list(var_names) if var_names is not None else [f"gene{j}" for j in range(counts.shape[1])])
+    adata = AnnData(X=sp.csr_matrix(np.asarray(counts, dtype=np.float32)), obs=obs, var=var)
+    return build_perturbation_data(
+        adata, perturbation_key="perturbation", control_label="control", split_key="split", count_data=count_data
+    )
+
+
+@pytest.fixture
+def tiny_data() -> PerturbationData:
+    """Controls; singles A, B, C (train), D (test only); pairs A+B (train, test), A+C (test), A+D (train)."""
+    rng = np.random.default_rng(0)
+    labels = ["control"] * 6 + ["A"] * 4 + ["B"] * 4 + ["C"] * 3 + ["A+B"] * 4 + ["A+C"] * 2 + ["A+D"] * 2 + ["D"] * 2
+    splits = (
+        ["train"] * 4 + ["val", "test"] + ["train"] * 3 + ["test"] + ["train"] * 3 + ["val"]
+        + ["train"] * 3 + ["train", "train", "test", "test"] + ["test", "test"] + ["train", "train"] + ["test", "test"]
+    )  # fmt: skip
+    counts = rng.poisson(5.0, size=(len(labels), 4)).astype(float)
+    return make_data(counts, labels, splits)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def random_ate(rng: np.random.Generator, n_conditions: int = 6, n_genes: int = 30, *, splits: bool = True):
+    """ATE AnnData with random effects; conditions c0..; the first half train, the rest test."""
+    conditions = [f"c{i}" for i in range(n_conditions)]
+    half = np.arange(n_conditions) < n_conditions // 2
+    obs = {"in_train": half, "in_val": np.zeros(n_conditions, bool), "in_test": ~half} if splits else None
+    return ate_anndata(rng.normal(size=(n_conditions, n_genes)), conditions, [f"g{j}" for j in range(n_genes)], obs=obs)
