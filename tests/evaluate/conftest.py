@@ -14,7 +14,7 @@ from samsvae_pyro.data.design import PerturbationData, build_perturbation_data
 from samsvae_pyro.evaluate import ate_anndata
 
 
-def make_data(
+def _make_data(
     counts: np.ndarray,
     labels: Sequence[str],
     splits: Sequence[str],
@@ -34,6 +34,12 @@ def make_data(
 
 
 @pytest.fixture
+def make_data():
+    """Factory (counts, labels, splits, *, var_names=None, count_data=True) -> PerturbationData."""
+    return _make_data
+
+
+@pytest.fixture
 def tiny_data() -> PerturbationData:
     """Controls; singles A, B, C (train), D (test only); pairs A+B (train, test), A+C (test), A+D (train)."""
     rng = np.random.default_rng(0)
@@ -43,7 +49,7 @@ def tiny_data() -> PerturbationData:
         + ["train"] * 3 + ["train", "train", "test", "test"] + ["test", "test"] + ["train", "train"] + ["test", "test"]
     )  # fmt: skip
     counts = rng.poisson(5.0, size=(len(labels), 4)).astype(float)
-    return make_data(counts, labels, splits)
+    return _make_data(counts, labels, splits)
 
 
 @pytest.fixture
@@ -51,7 +57,13 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def random_ate(rng: np.random.Generator, n_conditions: int = 6, n_genes: int = 30, *, splits: bool = True):
+@pytest.fixture
+def random_ate():
+    """Factory (rng, n_conditions=6, n_genes=30, *, splits=True) -> random ATE AnnData."""
+    return _random_ate
+
+
+def _random_ate(rng: np.random.Generator, n_conditions: int = 6, n_genes: int = 30, *, splits: bool = True):
     """ATE AnnData with random effects; conditions c0..; the first half train, the rest test."""
     conditions = [f"c{i}" for i in range(n_conditions)]
     half = np.arange(n_conditions) < n_conditions // 2

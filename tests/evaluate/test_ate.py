@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import make_data
 
 from samsvae_pyro.evaluate import ate_anndata, data_ate, perturbseq_transform
 
@@ -63,7 +62,7 @@ def test_data_ate_split_flags_and_cell_subsets(tiny_data):
     np.testing.assert_allclose(data_ate(tiny_data, cells=mask).X, train.X)
 
 
-def test_data_ate_ignores_excluded_cells_by_default():
+def test_data_ate_ignores_excluded_cells_by_default(make_data):
     counts = np.array([[1, 1], [1, 3], [5, 1], [9, 0], [0, 9]])
     data = make_data(counts, ["control", "control", "A", "A", "A"], ["train", "train", "train", "train", "excluded"])
     ate = data_ate(data, method="mean")
