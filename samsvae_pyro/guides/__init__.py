@@ -53,7 +53,8 @@ def latent_sites(fn: Callable, batch: Batch) -> set[str]:
     """Names of the non-observed sample sites ``fn(batch)`` draws."""
     trace = poutine.trace(fn).get_trace(batch)
     return {name for name, site in trace.nodes.items()
-            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)}
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+            and not site["infer"].get("is_auxiliary")}
 
 
 def check_guide(model: Callable, guide: Callable, batch: Batch) -> None:

@@ -49,13 +49,13 @@ class SAMSGuide(PyroModule):
         """q(E | M) with batch shape (..., T) and event shape (K,)."""
         raise NotImplementedError
 
-    def sample_embedding(self, batch: Batch, mask: Tensor | None) -> Tensor:
-        """Sample E inside the perturbations plate. Returns (..., T, K)."""
-        return pyro.sample(E, self.embedding_posterior(mask))
+    def sample_globals(self, batch: Batch) -> tuple[Tensor | None, Tensor]:
+        """Sample M then E | M in the perturbations plate. Returns M and E, each (..., T, K)."""
+        with perturbations_plate(self.n_perturbations):
+            mask = self.mask()
+            return mask, pyro.sample(E, self.embedding_posterior(mask))
 
     def forward(self, batch: Batch) -> Tensor:
         """Sample every latent site of the model for ``batch``; returns z_basal, (..., B, K)."""
-        with perturbations_plate(self.n_perturbations):
-            mask = self.mask()  # (S, T, K)
-            embedding = self.sample_embedding(batch, mask)  # (S, T, K)
+        mask, embedding = self.sample_globals(batch)  # (S, T, K) each
         return self.encoder(batch, latent_offset(batch["D"], embedding, mask))

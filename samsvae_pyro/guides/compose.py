@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from pyro import poutine
 from pyro.infer.autoguide import AutoGuide, AutoNormal
 from torch import Tensor
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.guides.base import SAMSGuide
-from samsvae_pyro.models.plates import E
+from samsvae_pyro.models.plates import E, PERTURBATIONS
 
 
 class ComposedGuide(SAMSGuide):
@@ -40,5 +39,7 @@ class ComposedGuide(SAMSGuide):
         super().__init__(model, **kwargs)
         self.autoguide = autoguide(poutine.block(model, expose=[E]))
 
-    def sample_embedding(self, batch: Batch, mask: Tensor | None) -> Tensor:
-        return self.autoguide(batch)[E]
+    def sample_globals(self, batch: Batch) -> tuple[Tensor | None, Tensor]:
+        embedding = self.autoguide(batch)[E]
+        with self.autoguide.plates[PERTURBATIONS]:  # re-enter the autoguide's plate: one plate per trace
+            return self.mask(), embedding

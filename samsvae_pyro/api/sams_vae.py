@@ -1,0 +1,54 @@
+"""SAMSVAE: the user-facing SAMS-VAE (spec sections 1 to 3).
+
+Example
+-------
+>>> from samsvae_pyro import SAMSVAE, simulate_counts
+>>> adata = simulate_counts(n_perturbations=4, cells_per_perturbation=20, n_genes=10, seed=0)
+>>> SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting")
+>>> model = SAMSVAE(adata, n_latent=4, n_hidden=16, device="cpu")
+>>> history = model.train(max_steps=2, batch_size=32, progress=False)
+>>> model.mask_probabilities().shape
+(4, 4)
+"""
+
+from __future__ import annotations
+
+from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.models import SAMSVAEModel
+
+
+class SAMSVAE(PerturbationModel):
+    """SAMS-VAE: z = z_basal + D (E * M), x ~ p(x | MLP(z), l).
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_latent
+        K.
+    guide
+        ``"correlated"`` (q(M) q(E | M) q(z_basal | .)), ``"mean_field"``, a guide module, or a factory.
+    likelihood
+        ``"nb"`` (paper), ``"poisson"`` or ``"normal"`` (non-count data).
+    mask_prior
+        ``"bernoulli"`` (paper) or ``"beta_bernoulli"``.
+    mask_prior_prob
+        alpha (paper default 0.01).
+    n_hidden, n_layers, activation
+        Decoder MLP; registered guides use the same sizes for their encoder unless ``guide_kwargs`` say otherwise.
+    **kwargs
+        ``embedding_prior_scale``, ``guide_kwargs``, ``device``.
+    """
+
+    def __init__(self, adata, *, n_latent: int = 10, guide="correlated", likelihood: str = "nb",
+                 mask_prior: str = "bernoulli", mask_prior_prob: float = 0.01, n_hidden: int = 400,
+                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+        guide_kwargs = kwargs.pop("guide_kwargs", None)
+        if isinstance(guide, str):  # the paper sizes the encoder like the decoder
+            guide_kwargs = {"n_hidden": n_hidden, "n_layers": n_layers, "activation": activation, **(guide_kwargs or {})}
+        super().__init__(adata, guide=guide, guide_kwargs=guide_kwargs, n_latent=n_latent, likelihood=likelihood,
+                         mask_prior=mask_prior, mask_prior_prob=mask_prior_prob, n_hidden=n_hidden,
+                         n_layers=n_layers, activation=activation, **kwargs)
+
+    def _build_model(self, **model_kwargs) -> SAMSVAEModel:
+        return SAMSVAEModel(self.data.n_genes, self.data.n_perturbations, **model_kwargs)

@@ -1,0 +1,36 @@
+"""Posterior summaries read from guide traces, so they work for any guide that meets the contract."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from pyro import poutine
+from torch import Tensor
+
+from samsvae_pyro._typing import Batch
+from samsvae_pyro.models.plates import particles_plate
+
+
+@torch.no_grad()
+def guide_trace(guide: Callable, batch: Batch, n_samples: int) -> poutine.Trace:
+    """Trace ``guide(batch)`` with ``n_samples`` independent draws in the particles plate."""
+    with particles_plate(n_samples):
+        return poutine.trace(guide).get_trace(batch)
+
+
+def site_mean(trace: poutine.Trace, site: str) -> Tensor:
+    """Posterior mean of a site, averaging the guide distribution's mean over the traced particles.
+
+    Shapes: the site's value is (S, ..., event); returns (..., event).
+    """
+    if site not in trace.nodes:
+        raise ValueError(f"The guide has no site {site!r} (for example: no mask when the mask is fixed to one).")
+    fn = trace.nodes[site]["fn"]
+    mean = fn.mean.expand(trace.nodes[site]["value"].shape)
+    return mean.mean(0).detach()
+
+
+def site_values(trace: poutine.Trace, site: str) -> Tensor:
+    """The sampled values of a site. Shapes: (S, ..., event)."""
+    return trace.nodes[site]["value"]

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from torch.distributions import Bernoulli, NegativeBinomial, Poisson, kl_divergence
+
+from samsvae_pyro.distributions import LibraryNegativeBinomial, StraightThroughBernoulli
+
+
+def test_straight_through_samples_are_exactly_binary_and_carry_gradients():
+    logits = torch.randn(7, 5, requires_grad=True)
+    d = StraightThroughBernoulli(logits, temperature=0.5)
+    sample = d.expand((3, 7, 5)).rsample((4,))
+    assert sample.shape == (4, 3, 7, 5)
+    assert set(sample.unique().tolist()) <= {0.0, 1.0}
+    (sample * torch.arange(5.0)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_straight_through_frequency_matches_probability():
+    torch.manual_seed(0)
+    logits = torch.tensor([-2.0, 0.0, 1.5])
+    freq = StraightThroughBernoulli(logits).rsample((20000,)).mean(0)
+    assert torch.allclose(freq, torch.sigmoid(logits), atol=0.02)
+
+
+def test_straight_through_density_is_the_bernoulli_density_of_the_hard_sample():
+    logits = torch.randn(10)
+    value = (torch.rand(10) > 0.5).float()
+    expected = Bernoulli(logits=logits).log_prob(value)
+    assert torch.allclose(StraightThroughBernoulli(logits, 0.3).log_prob(value), expected)
+
+
+def test_straight_through_kl_to_bernoulli_is_registered_and_exact():
+    q, p = StraightThroughBernoulli(torch.tensor([0.3, -1.0])), Bernoulli(probs=torch.tensor([0.01, 0.2]))
+    assert torch.allclose(kl_divergence(q, p), kl_divergence(Bernoulli(logits=q.logits), p))
+
+
+@pytest.mark.parametrize("particles", [(), (4,)])
+def test_library_negative_binomial_matches_torch(particles):
+    torch.manual_seed(0)
+    B, G = 6, 9
+    logits = torch.randn(*particles, B, G)
+    library = torch.rand(B) * 100 + 10
+    log_theta = torch.randn(G)
+    x = torch.poisson(torch.rand(B, G) * 8)
+    ours = LibraryNegativeBinomial(logits, library, log_theta).log_prob(x)
+    mu = torch.softmax(logits, -1) * library[:, None]
+    ref = NegativeBinomial(total_count=log_theta.exp(), logits=mu.log() - log_theta).log_prob(x).sum(-1)
+    assert ours.shape == (*particles, B)
+    assert torch.allclose(ours, ref, atol=1e-3, rtol=1e-5)
+
+
+def test_library_poisson_limit_matches_torch():
+    logits, library = torch.randn(3, 5), torch.tensor([10.0, 20.0, 30.0])
+    x = torch.tensor([[0.0, 1, 2, 3, 4]] * 3)
+    ours = LibraryNegativeBinomial(logits, library, None).log_prob(x)
+    ref = Poisson(torch.softmax(logits, -1) * library[:, None]).log_prob(x).sum(-1)
+    assert torch.allclose(ours, ref, atol=1e-4)
+
+
+def test_library_negative_binomial_samples_have_the_right_mean():
+    torch.manual_seed(1)
+    logits, library = torch.zeros(1, 4), torch.tensor([400.0])
+    d = LibraryNegativeBinomial(logits, library, torch.zeros(4))
+    samples = d.sample((20000,))
+    assert samples.shape == (20000, 1, 4)
+    assert torch.allclose(samples.mean(0), torch.full((1, 4), 100.0), rtol=0.05)

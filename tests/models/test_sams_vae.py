@@ -1,0 +1,63 @@
+import re
+
+import pytest
+import torch
+from pyro import poutine
+
+from samsvae_pyro.models import SAMSVAEModel, plates
+from samsvae_pyro.models.plates import particles_plate
+
+
+def plate_table():
+    """Rows (site, plate, dim, event shape) parsed from the model docstring's plate table."""
+    rows = re.findall(r"^\s+(\w+)\s+(\w+) \((-\d)\)\s+\((\w*),?\)", SAMSVAEModel.__doc__, re.M)
+    return {site: (plate, int(dim), letter) for site, plate, dim, letter in rows}
+
+
+@pytest.mark.parametrize("mask_prior", ["bernoulli", "beta_bernoulli"])
+def test_trace_matches_the_documented_plate_table(batch, mask_prior):
+    B, G = batch["x"].shape
+    T, K, S = batch["D"].shape[1], 3, 4
+    sizes = {"K": K, "G": G}
+    model = SAMSVAEModel(G, T, K, n_hidden=8, mask_prior=mask_prior)
+    with particles_plate(S):
+        trace = poutine.trace(model).get_trace(batch)
+    table = plate_table()
+    assert set(table) == {"E", "mask", "mask_prob", "z_basal", "x"}
+    for site, (plate, dim, letter) in table.items():
+        if site not in trace.nodes:
+            assert site == "mask_prob" and mask_prior == "bernoulli"
+            continue
+        node = trace.nodes[site]
+        frames = {f.name: f.dim for f in node["cond_indep_stack"]}
+        assert frames[plate] == dim
+        assert node["fn"].event_shape == (sizes[letter],)
+        plate_size = B if plate == plates.CELLS else T
+        assert node["fn"].batch_shape == (S, plate_size)
+
+
+def test_model_samples_x_when_unobserved(batch):
+    model = SAMSVAEModel(12, 5, 3, n_hidden=8)
+    trace = poutine.trace(model).get_trace({**batch, "x": None})
+    x = trace.nodes["x"]["value"]
+    assert x.shape == batch["D"].shape[:1] + (12,)
+    assert torch.equal(x, x.round()) and (x >= 0).all()
+
+
+def test_z_is_basal_plus_sparse_additive_offset(batch):
+    model = SAMSVAEModel(12, 5, 3, n_hidden=8)
+    trace = poutine.trace(model).get_trace(batch)
+    value = {k: trace.nodes[k]["value"] for k in ("z_basal", "E", "mask")}
+    z = trace.nodes["_RETURN"]["value"]
+    assert torch.allclose(z, value["z_basal"] + batch["D"] @ (value["E"] * value["mask"]))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_latent=0), "n_latent"), (dict(likelihood="gaussian"), "likelihood"),
+    (dict(mask_prior="spike"), "mask_prior"), (dict(mask_prior_prob=1.5), "mask_prior_prob"),
+    (dict(activation="tanhh"), "activation"),
+])
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    args = dict(n_genes=4, n_perturbations=2, n_latent=2) | kwargs
+    with pytest.raises(ValueError, match=message):
+        SAMSVAEModel(**args)
