@@ -1,4 +1,4 @@
-"""Minibatches of a :class:`~samsvae_pyro.data.PerturbationData` as :class:`~samsvae_pyro._typing.Batch` dicts.
+"""Minibatches of a :class:`PerturbationData` as :class:`~samsvae_pyro._typing.Batch` dicts.
 
 Only the rows of the current batch are densified. Within a batch, rows are taken in increasing
 position order (slicing a CSR matrix with sorted rows is faster), and ``index`` lists the rows in

@@ -76,7 +76,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SAMSVAE_CACHE") or Path.home() / ".cache" / "samsvae_pyro")
 
 
-# ----------------------------------------------------------------------------- download
+# --- download
 
 
 def download_dataset(
@@ -172,7 +172,7 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-# ----------------------------------------------------------------------------- loaders
+# --- loaders
 
 
 def _require(adata: AnnData, path: str | os.PathLike, dataset: str, **keys: Sequence[str]) -> None:
@@ -235,7 +235,7 @@ def load_replogle(path: str | os.PathLike) -> AnnData:
     return adata
 
 
-# ----------------------------------------------------------------------------- Replogle filtered build
+# --- Replogle filtered build
 
 
 def build_replogle_filtered(
@@ -397,7 +397,8 @@ def _pick_rows(
     control_rows = np.flatnonzero(control)
     if n_control > len(control_rows):
         raise ValueError(
-            f"n_control_cells={n_control} exceeds the {len(control_rows)} control cells of the file."
+            f"n_control_cells={n_control} exceeds the {len(control_rows)} control cells "
+            "of the file."
         )
     chosen = np.random.default_rng(seed).choice(control_rows, size=n_control, replace=False)
     target_rows = np.flatnonzero(np.isin(codes, names.get_indexer(targets)))

@@ -275,7 +275,7 @@ def build_perturbation_data(
     )
 
 
-# ----------------------------------------------------------------------------- labels
+# --- labels
 
 
 def _label_rules(
@@ -396,7 +396,7 @@ def _no_controls_error(rules: PerturbationVocabulary, members: list[tuple[str, .
     )
 
 
-# ----------------------------------------------------------------------------- splits and vocabulary
+# --- splits and vocabulary
 
 
 def _cell_splits(adata: AnnData, split_key: str | None, seed: int) -> np.ndarray:
@@ -461,7 +461,7 @@ def _encode_cells(
     return vocabulary.encode(encodable)[codes], labels[codes]
 
 
-# ----------------------------------------------------------------------------- counts
+# --- counts
 
 
 def _source_name(layer: str | None) -> str:
@@ -542,7 +542,8 @@ def _validate_values(counts: Matrix, *, count_data: bool, source: str) -> None:
             continue
         if (block < 0).any():
             raise ValueError(
-                f"{source} contains negative values (min {block.min()}); counts must be >= 0: {fix}."
+                f"{source} contains negative values (min {block.min()}); counts must be "
+                f">= 0: {fix}."
             )
         fractional = block[block != np.round(block)]
         if fractional.size:

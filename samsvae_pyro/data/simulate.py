@@ -39,7 +39,7 @@ _BASELINE_SD = 1.0  # counts: sd of the genes' baseline logits (abundance spread
 _THETA_SD_LOG = 0.5  # counts: sd of log theta_g around log(dispersion)
 
 
-# ----------------------------------------------------------------------------- shared pieces
+# --- shared pieces
 
 
 def _names(prefix: str, n: int) -> list[str]:
@@ -136,7 +136,7 @@ def _truth(names: list[str], mask: np.ndarray, embedding: np.ndarray, mask_prob:
     }
 
 
-# ----------------------------------------------------------------------------- paper simulation
+# --- paper simulation
 
 
 def simulate_paper(
@@ -218,11 +218,11 @@ def simulate_paper(
     return _anndata(x, labels, split, z_basal, z, _truth(names, mask, embedding, mask_prob))
 
 
-# ----------------------------------------------------------------------------- count simulation
+# --- count simulation
 
 
 class _CountDecoder:
-    """Gene proportions rho(z) = softmax(b_g + 0.5 h(z)_g / sd_g) and NB inverse dispersions theta_g.
+    """Gene proportions rho(z) = softmax(b_g + 0.5 h(z)_g / sd_g) and NB inverse dispersions.
 
     sd_g is the sd of h(z_basal)_g over the basal latents it is fitted on, so a gene's logit
     varies across unperturbed cells with sd 0.5; b_g ~ Normal(0, 1) spreads gene abundances.
@@ -244,7 +244,7 @@ class _CountDecoder:
         return p / p.sum(axis=-1, keepdims=True)
 
     def sample(self, rng: np.random.Generator, z: np.ndarray, library: np.ndarray) -> np.ndarray:
-        """NB counts with mean library * rho(z) (gamma-Poisson). library broadcasts against (..., 1)."""
+        """NB counts with mean library * rho(z) (gamma-Poisson); library : (...) broadcasts."""
         mean = library[..., None] * self.rho(z)
         return rng.poisson(rng.gamma(self.theta, mean / self.theta))
 
@@ -255,7 +255,8 @@ def _double_members(
     pairs = list(itertools.combinations(range(n_perturbations), 2))
     if n_double > len(pairs):
         raise ValueError(
-            f"n_double={n_double} exceeds the {len(pairs)} distinct pairs of {n_perturbations} perturbations."
+            f"n_double={n_double} exceeds the {len(pairs)} distinct pairs of "
+            f"{n_perturbations} perturbations."
         )
     return [pairs[i] for i in np.sort(rng.choice(len(pairs), size=n_double, replace=False))]
 

@@ -88,7 +88,7 @@ def _floor_fraction(fraction: float, n: int) -> int:
 
 
 def _hold_out(cells: np.ndarray, pool: np.ndarray, label: str) -> np.ndarray:
-    """Mark the first ``round(20%)`` of (already shuffled) ``cells`` with ``label``; return the rest."""
+    """Label the first ``round(20%)`` of shuffled ``cells`` with ``label``; return the rest."""
     n_out = round(_HELD_OUT * len(cells))
     pool[cells[:n_out]] = label
     return cells[n_out:]

@@ -33,7 +33,7 @@ def _make_adata(
     sparse: bool = True,
     seed: int = SEED,
 ) -> AnnData:
-    """AnnData with obs["perturbation"] = labels (and obs["split"] if given), Poisson counts by default."""
+    """AnnData with obs["perturbation"] (and obs["split"] if given); Poisson counts by default."""
     if counts is None:
         counts = np.random.default_rng(seed).poisson(3.0, size=(len(labels), n_genes))
     counts = np.asarray(counts, dtype=np.float32)

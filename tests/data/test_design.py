@@ -22,7 +22,9 @@ def test_sum_design_of_simulation(sim_counts):
     rows = data.dosages[np.flatnonzero(data.labels == double)].toarray()
     expected = [float(p in double.split("+")) for p in data.vocabulary.perturbations]
     assert (rows == expected).all()
-    np.testing.assert_array_equal(data.control_mask, sim_counts.obs["perturbation"] == "non-targeting")
+    np.testing.assert_array_equal(
+        data.control_mask, sim_counts.obs["perturbation"] == "non-targeting"
+    )
     np.testing.assert_array_equal(data.split, sim_counts.obs["split"].astype(str))
 
 
@@ -43,7 +45,9 @@ def test_statistics_are_training_log1p_moments(sim_counts):
 
 def test_dense_and_sparse_inputs_agree(make_adata):
     labels = ["control", "A", "B", "A+B"] * 5
-    sparse = build_perturbation_data(make_adata(labels), perturbation_key="perturbation", split_seed=1)
+    sparse = build_perturbation_data(
+        make_adata(labels), perturbation_key="perturbation", split_seed=1
+    )
     dense = build_perturbation_data(
         make_adata(labels, sparse=False), perturbation_key="perturbation", split_seed=1
     )
@@ -71,7 +75,9 @@ def test_unique_encoding(labelled_adata):
 
 
 def test_split_queries(labelled_adata):
-    data = build_perturbation_data(labelled_adata, perturbation_key="perturbation", split_key="split")
+    data = build_perturbation_data(
+        labelled_adata, perturbation_key="perturbation", split_key="split"
+    )
     np.testing.assert_array_equal(data.indices("train"), [0, 1, 2, 3, 5])
     assert data.indices("train").dtype == np.int64
     np.testing.assert_array_equal(data.cells_per_perturbation("train"), [2, 2, 1])  # A, B, C
@@ -92,17 +98,26 @@ def test_dosage_columns_match_label_column(make_adata):
     adata.obs["guide_identity"] = "some string"  # skipped by the prefix rule
     from_columns = build_perturbation_data(adata, dosage_columns="guide_", split_seed=2)
     from_labels = build_perturbation_data(adata, perturbation_key="perturbation", split_seed=2)
-    assert from_columns.vocabulary.perturbations == from_labels.vocabulary.perturbations == ("A", "B", "C")
+    assert (
+        from_columns.vocabulary.perturbations
+        == from_labels.vocabulary.perturbations
+        == ("A", "B", "C")
+    )
     assert (from_columns.dosages != from_labels.dosages).nnz == 0
     np.testing.assert_array_equal(from_columns.labels, from_labels.labels)
-    explicit = build_perturbation_data(adata, dosage_columns=["guide_A", "guide_B", "guide_C"], split_seed=2)
+    explicit = build_perturbation_data(
+        adata, dosage_columns=["guide_A", "guide_B", "guide_C"], split_seed=2
+    )
     assert explicit.vocabulary.perturbations == ("guide_A", "guide_B", "guide_C")
 
 
 def test_control_pattern_takes_labels_whole(make_adata):
     labels = ["A_+_1|A_-_2", "A_+_1|A_-_2", "non-targeting_00|non-targeting_01", "B_+_7|B_-_8"] * 5
     data = build_perturbation_data(
-        make_adata(labels), perturbation_key="perturbation", control_pattern="non-targeting", split_seed=0
+        make_adata(labels),
+        perturbation_key="perturbation",
+        control_pattern="non-targeting",
+        split_seed=0,
     )
     assert data.vocabulary.perturbations == ("A_+_1|A_-_2", "B_+_7|B_-_8")
     assert data.control_mask.sum() == 5
@@ -126,7 +141,9 @@ def test_reference_allows_data_without_controls(sim_counts, make_adata):
     counts = np.ones((2, sim_counts.n_vars), dtype=np.float32)
     new = make_adata(["P1", "P0+P3"], counts=counts, split=["test", "test"])
     new.var_names = sim_counts.var_names
-    data = build_perturbation_data(new, perturbation_key="perturbation", split_key="split", reference=train)
+    data = build_perturbation_data(
+        new, perturbation_key="perturbation", split_key="split", reference=train
+    )
     np.testing.assert_array_equal(data.dosages.toarray(), [[0, 1, 0, 0], [1, 0, 0, 1]])
 
 

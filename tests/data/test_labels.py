@@ -42,7 +42,11 @@ def test_parse_label_rejects_empty_member(label):
 
 def _vocab(encoding, members=(("A",), ("B",), ("A", "B"), ("A", "C"), ())):
     return PerturbationVocabulary.from_members(
-        list(members), control_label="control", delimiter="+", encoding=encoding, control_pattern=None
+        list(members),
+        control_label="control",
+        delimiter="+",
+        encoding=encoding,
+        control_pattern=None,
     )
 
 

@@ -33,7 +33,9 @@ def norman_labels() -> np.ndarray:
     rng = np.random.default_rng(0)
     singles = [f"G{i}" for i in range(6)]
     combos = [f"{a}+{b}" for i, a in enumerate(singles) for b in singles[i + 1 :]][:12]
-    combos += [f"{b}+{a}+X" for a, b in zip(singles, singles[1:], strict=False)]  # triples, reordered
+    combos += [
+        f"{b}+{a}+X" for a, b in zip(singles, singles[1:], strict=False)
+    ]  # triples, reordered
     labels = ["control"] * 200 + [s for s in singles for _ in range(30)]
     labels += [c for c in combos for _ in range(rng.integers(10, 40))]
     return rng.permutation(np.array(labels, dtype=object))
@@ -92,7 +94,9 @@ def test_ood_split_depends_on_seed_only(norman_labels):
 
 def test_data_efficiency_split(norman_labels):
     combo = np.array(["+" in lab for lab in norman_labels])
-    splits = [norman_data_efficiency_split(norman_labels, fraction=f, split_seed=0) for f in FRACTIONS]
+    splits = [
+        norman_data_efficiency_split(norman_labels, fraction=f, split_seed=0) for f in FRACTIONS
+    ]
     pool = int((splits[-1][combo] == "train").sum())
     for f, split in zip(FRACTIONS, splits, strict=True):
         assert int((split[combo] == "train").sum()) == math.floor(f * pool)

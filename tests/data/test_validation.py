@@ -15,7 +15,9 @@ def _build(adata, **kwargs):
 
 
 def test_missing_obs_column_lists_available(make_adata):
-    with pytest.raises(ValueError, match=r"perturbation_key='condition' is not an obs column.*'perturbation'"):
+    with pytest.raises(
+        ValueError, match=r"perturbation_key='condition' is not an obs column.*'perturbation'"
+    ):
         _build(make_adata(LABELS), perturbation_key="condition")
 
 
@@ -49,7 +51,9 @@ def test_no_control_cells_with_pattern(make_adata):
         _build(make_adata(["x", "A", "B"] * 4), control_pattern="non-targeting")
 
 
-@pytest.mark.parametrize(("bad", "message"), [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")])
+@pytest.mark.parametrize(
+    ("bad", "message"), [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")]
+)
 @pytest.mark.parametrize("sparse", [True, False])
 def test_non_finite_values(make_adata, bad, message, sparse):
     counts = np.ones((len(LABELS), 3))
