@@ -186,8 +186,8 @@ def _require(adata: AnnData, path: str | os.PathLike, dataset: str, **keys: Sequ
     if missing:
         raise ValueError(
             f"{path} is missing {', '.join(missing)}, which the {dataset} schema requires. Is it "
-            f"the {dataset} file (see samsvae_pyro.data.datasets)? Re-download it with "
-            f"download_dataset({dataset!r}) if it is damaged."
+            "the right file (see samsvae_pyro.data.datasets)? If it is a damaged download, "
+            "delete it and call download_dataset again."
         )
 
 
@@ -248,18 +248,19 @@ def build_replogle_filtered(
     n_targets: int = 681,
     n_genes: int = 1187,
     min_cells: int = 25,
-    chunk_size: int = 8192,
+    chunk_size: int = 2048,
     control_pattern: str = "non-targeting",
     pathways: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
 ) -> Path:
     """Build the Replogle K562 "filtered" h5ad from the genome-wide file, streaming its X.
 
-    The dense X of ``gwps_path`` (1,989,578 x 8,248 float32) is read in row chunks with h5py,
-    never whole. Output: the cells of the chosen target genes (all their guide pairs) plus
-    ``n_control_cells`` random control cells (``sgID_AB`` containing ``control_pattern``, drawn
-    with ``seed``), the chosen genes, in file order; obs and var columns as in the input, and
-    ``uns["pathways"]`` = ``pathways`` (empty if not given).
+    The dense X of ``gwps_path`` (1,989,578 x 8,248 float32) is read in row chunks of
+    ``chunk_size`` rows with h5py (about 65 MB each at the default), never whole. Output: the
+    cells of the chosen target genes (all their guide pairs) plus ``n_control_cells`` random
+    control cells (``sgID_AB`` containing ``control_pattern``, drawn with ``seed``), the chosen
+    genes, in file order; obs and var columns as in the input, and ``uns["pathways"]`` =
+    ``pathways`` (empty if not given).
 
     The paper's exact target and gene lists are not published with the spec, so when
     ``target_genes`` / ``gene_list`` are None they are chosen by these rules, from one extra
@@ -283,9 +284,7 @@ def build_replogle_filtered(
     obs, var = _read_annotations(gwps_path)
     control = obs["sgID_AB"].astype(str).str.contains(control_pattern, regex=False).to_numpy()
     groups = np.where(control, None, obs["gene"].astype(str).to_numpy(dtype=object))
-    codes, names = pd.factorize(
-        pd.Series(groups, dtype=object), use_na_sentinel=True
-    )  # control: -1
+    codes, names = pd.factorize(pd.Series(groups, dtype=object))  # controls get code -1
     with h5py.File(gwps_path, "r") as handle:
         x = _dense_dataset(handle, gwps_path)
         need_stats = target_genes is None or gene_list is None
@@ -294,10 +293,19 @@ def build_replogle_filtered(
         targets = _pick_targets(names, target_genes, stats, genes, n_targets, min_cells)
         rows = _pick_rows(codes, names, targets, control, n_control_cells, seed)
         counts = _read_rows(x, rows, genes, chunk_size)
-    adata = AnnData(counts, obs=obs.iloc[rows].copy(), var=var.iloc[genes].copy())
+    adata = AnnData(counts, obs=_subset(obs, rows), var=_subset(var, genes))
     adata.uns["pathways"] = {k: list(v) for k, v in (pathways or {}).items()}
     adata.write_h5ad(out_path)
     return Path(out_path)
+
+
+def _subset(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """Rows of ``frame`` at ``positions``, categorical columns without unused categories."""
+    out = frame.iloc[positions].copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].cat.remove_unused_categories()
+    return out
 
 
 def _read_annotations(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -333,13 +341,13 @@ def _group_stats(x: h5py.Dataset, codes: np.ndarray, n_groups: int, chunk_size: 
     control_sq = np.zeros(x.shape[1])
     groups = np.where(codes < 0, n_groups, codes)
     for start in range(0, x.shape[0], chunk_size):
-        block = x[start : start + chunk_size].astype(np.float64)
+        block = x[start : start + chunk_size]  # (chunk, G) float32
         y = np.log1p(1e4 * block / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
         g = groups[start : start + chunk_size]
         order = np.argsort(g, kind="stable")
         present, first = np.unique(g[order], return_index=True)
         sums[present] += np.add.reduceat(y[order], first, axis=0)
-        control_sq += (y[g == n_groups] ** 2).sum(axis=0)
+        control_sq += (y[g == n_groups].astype(np.float64) ** 2).sum(axis=0)
     sizes = np.bincount(groups, minlength=n_groups + 1)
     means = sums / np.maximum(sizes, 1)[:, None]
     control_var = control_sq / max(sizes[-1], 1) - means[-1] ** 2

@@ -55,7 +55,7 @@ _CHUNK_VALUES = 1 << 22  # values per chunk for validation and statistics
 Matrix = sp.csr_matrix | np.ndarray
 
 
-@dataclass
+@dataclass(eq=False)
 class PerturbationData:
     """Validated design of a perturbation screen: counts X, dosages D and everything around them.
 
@@ -100,6 +100,14 @@ class PerturbationData:
     obs_names: pd.Index
     var_names: pd.Index
     x_transform: Literal["log1p", "identity"] = "log1p"
+
+    def __repr__(self) -> str:
+        splits = {s: int((self.split == s).sum()) for s in SPLITS if (self.split == s).any()}
+        return (
+            f"PerturbationData(n_cells={self.n_cells}, n_genes={self.n_genes}, "
+            f"n_perturbations={self.n_perturbations}, encoding={self.vocabulary.encoding!r}, "
+            f"splits={splits})"
+        )
 
     @property
     def n_cells(self) -> int:
@@ -234,12 +242,12 @@ def build_perturbation_data(
     """
     rules = _label_rules(
         reference,
-        perturbation_key,
-        dosage_columns,
-        control_label,
-        delimiter,
-        control_pattern,
-        encoding,
+        perturbation_key=perturbation_key,
+        dosage_columns=dosage_columns,
+        control_label=control_label,
+        delimiter=delimiter,
+        control_pattern=control_pattern,
+        encoding=encoding,
     )
     _check_shape_and_names(adata)
     codes, members = _cell_members(adata, perturbation_key, dosage_columns, rules)
@@ -248,30 +256,24 @@ def build_perturbation_data(
     split = _cell_splits(adata, split_key, split_seed)
     counts, var_names = _aligned_counts(adata, layer, reference)
     _validate_values(counts, count_data=count_data, source=_source_name(layer))
-    vocabulary = (
-        reference.vocabulary
-        if reference is not None
-        else _training_vocabulary(codes, members, split, rules)
-    )
-    dosages, labels = _encode_cells(codes, members, split, vocabulary)
-    transform = "log1p" if count_data else "identity"
     if reference is None:
-        x_mean, x_std = _moments(counts, np.flatnonzero(split == "train"), transform)
+        vocabulary = _training_vocabulary(codes, members, split, rules)
     else:
-        x_mean, x_std, transform = reference.x_mean, reference.x_std, reference.x_transform
-    library = np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel().astype(np.float32)
+        vocabulary = reference.vocabulary
+    dosages, labels = _encode_cells(codes, members, split, vocabulary)
+    x_mean, x_std, transform = _statistics(counts, split, count_data, reference)
     return PerturbationData(
-        counts,
-        dosages,
-        vocabulary,
-        labels,
-        library,
-        split,
-        x_mean,
-        x_std,
-        adata.obs_names.copy(),
-        pd.Index(var_names),
-        transform,
+        counts=counts,
+        dosages=dosages,
+        vocabulary=vocabulary,
+        labels=labels,
+        library_size=np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel().astype(np.float32),
+        split=split,
+        x_mean=x_mean,
+        x_std=x_std,
+        obs_names=adata.obs_names.copy(),
+        var_names=pd.Index(var_names),
+        x_transform=transform,
     )
 
 
@@ -280,6 +282,7 @@ def build_perturbation_data(
 
 def _label_rules(
     reference: PerturbationData | None,
+    *,
     perturbation_key: str | None,
     dosage_columns: str | Sequence[str] | None,
     control_label: str,
@@ -551,6 +554,16 @@ def _validate_values(counts: Matrix, *, count_data: bool, source: str) -> None:
                 f"{source} contains non-integer values (e.g. {fractional.flat[0]}), but count "
                 f"likelihoods need raw integer counts: {fix}."
             )
+
+
+def _statistics(
+    counts: Matrix, split: np.ndarray, count_data: bool, reference: PerturbationData | None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x_mean, x_std, x_transform) of the training cells, or the reference's."""
+    if reference is not None:
+        return reference.x_mean, reference.x_std, reference.x_transform
+    transform = "log1p" if count_data else "identity"
+    return (*_moments(counts, np.flatnonzero(split == "train"), transform), transform)
 
 
 def _moments(counts: Matrix, rows: np.ndarray, transform: str) -> tuple[np.ndarray, np.ndarray]:
