@@ -14,6 +14,11 @@ initial weights (QR of a Gaussian matrix), then a bias-free linear map to the G 
 - :func:`simulate_counts` turns h(z) into negative binomial counts with a realistic library-size
   spread and a "non-targeting" control group, optionally with double perturbations.
 
+Choices where the spec is silent: "4 layers x 50 units" is read as four hidden layers followed
+by a linear output layer; the paper simulation gets 500/100/100 "control" cells by default (the
+model does not need them, the design checks and data ATEs do); the count simulation gives every
+perturbation at least one active latent dimension.
+
 The ground truth is in ``adata.uns["sams_truth"]`` (mask, embedding, perturbation order,
 mask_prob, and for counts the true average treatment effects), ``adata.obsm["z_basal"]`` and
 ``adata.obsm["z"]``. Every random draw comes from one ``numpy.random.default_rng(seed)``, so the
@@ -360,39 +365,27 @@ def simulate_counts(
     ((100, 60), ['P0', 'P1', 'P2', 'P0+P2'])
     """
     rng = np.random.default_rng(seed)
+    mask_prob = 2 / n_latent if mask_prob is None else mask_prob
     mask, embedding = _mechanisms(
-        rng,
-        n_perturbations,
-        n_latent,
-        mask_prob=2 / n_latent if mask_prob is None else mask_prob,
-        effect_mean=effect_mean,
-        effect_sd=effect_sd,
-        min_active=True,
-    )
+        rng, n_perturbations, n_latent, mask_prob=mask_prob, effect_mean=effect_mean,
+        effect_sd=effect_sd, min_active=True,
+    )  # fmt: skip
     names = _names("P", n_perturbations)
-    members = (
-        [()]
-        + [(t,) for t in range(n_perturbations)]
-        + _double_members(rng, n_perturbations, n_double)
-    )
-    sizes = [cells_per_perturbation if n_control_cells is None else n_control_cells]
-    condition = np.repeat(
-        np.arange(len(members)), sizes + [cells_per_perturbation] * (len(members) - 1)
-    )
+    singles = [(t,) for t in range(n_perturbations)]
+    members = [()] + singles + _double_members(rng, n_perturbations, n_double)
+    sizes = [cells_per_perturbation] * len(members)
+    sizes[0] = cells_per_perturbation if n_control_cells is None else n_control_cells
+    condition = np.repeat(np.arange(len(members)), sizes)  # (N,) 0 = control
     shifts = _one_hot_sum(members, n_perturbations) @ (mask * embedding)  # (C + 1, K)
     z_basal = rng.standard_normal((len(condition), n_latent))  # (N, K)
     z = z_basal + shifts[condition]  # (N, K)
     decoder = _CountDecoder(rng, z_basal, n_genes, dispersion)
     mean_library = 15.0 * n_genes if library_mean is None else library_mean
-    library = rng.lognormal(
-        np.log(mean_library) - library_sd_log**2 / 2, library_sd_log, len(condition)
-    )
+    log_mean = np.log(mean_library) - library_sd_log**2 / 2  # so that E[l] = mean_library
+    library = rng.lognormal(log_mean, library_sd_log, len(condition))  # (N,)
     x = sp.csr_matrix(decoder.sample(rng, z, library).astype(np.float32))  # (N, G)
     conditions = ["+".join(names[t] for t in ms) for ms in members[1:]]
-    truth = _truth(
-        names, mask, embedding, mask_prob=2 / n_latent if mask_prob is None else mask_prob
-    )
-    truth |= {
+    truth = _truth(names, mask, embedding, mask_prob) | {
         "true_ate": _true_ate(rng, decoder, shifts[1:], n_ate_samples),
         "true_ate_conditions": conditions,
         "theta": decoder.theta,
