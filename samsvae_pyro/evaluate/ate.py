@@ -33,7 +33,9 @@ SPLIT_COLUMNS = ("in_train", "in_val", "in_test")
 _TARGET_LIBRARY = 1e4
 
 
-def perturbseq_transform(x: np.ndarray | sp.spmatrix | torch.Tensor) -> np.ndarray | sp.csr_matrix | torch.Tensor:
+def perturbseq_transform(
+    x: np.ndarray | sp.spmatrix | torch.Tensor,
+) -> np.ndarray | sp.csr_matrix | torch.Tensor:
     """f(x) = log2(1 + 1e4 x / sum_g x_g), the "perturbseq" ATE transform, row by row.
 
     Parameters
@@ -110,7 +112,8 @@ def ate_anndata(
         )
     for name, index in (("conditions", conditions), ("var_names", var_names)):
         if index.has_duplicates:
-            raise ValueError(f"{name} contains duplicates {list(index[index.duplicated()][:5])}; labels must be distinct.")
+            duplicates = list(index[index.duplicated()][:5])
+            raise ValueError(f"{name} contains duplicates {duplicates}; labels must be distinct.")
     columns = {key: np.asarray(column) for key, column in dict(obs if obs is not None else {}).items()}
     obs_frame = pd.DataFrame(columns, index=conditions)
     layers = {key: np.asarray(layer, dtype=np.float64) for key, layer in (layers or {}).items()}
@@ -152,6 +155,8 @@ def data_ate(
     """
     if method not in ("perturbseq", "mean"):
         raise ValueError(f"method={method!r} is not supported; choose 'perturbseq' or 'mean'.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r} must be a positive number of rows.")
     cells = _chosen_cells(data, cells)
     labels = np.asarray(data.labels)[cells].astype(str)
     control = data.vocabulary.control_label
@@ -166,7 +171,7 @@ def data_ate(
     codes = groups.get_indexer(labels)
     transform = perturbseq_transform if method == "perturbseq" else None
     means = _group_means(data.counts, cells, codes, len(groups), transform=transform, chunk_size=chunk_size)
-    obs = {"n_cells": np.bincount(codes, minlength=len(groups))[:-1], **_split_flags(data, conditions)}
+    obs = {"n_cells": np.bincount(codes, minlength=len(groups))[:-1], **condition_split_flags(data, conditions)}
     return ate_anndata(means[:-1] - means[-1], conditions, data.var_names, obs=obs)
 
 
@@ -214,8 +219,9 @@ def _group_means(
     return sums / np.bincount(codes, minlength=n_groups)[:, None]
 
 
-def _split_flags(data: PerturbationData, conditions: np.ndarray) -> dict[str, np.ndarray]:
+def condition_split_flags(data: PerturbationData, conditions: np.ndarray) -> dict[str, np.ndarray]:
     """For each condition, whether it has cells in the train / val / test split of ``data``."""
     table = pd.crosstab(np.asarray(data.labels).astype(str), np.asarray(data.split).astype(str))
     table = table.reindex(index=conditions, fill_value=0)
-    return {column: table.get(column[3:], pd.Series(0, index=conditions)).to_numpy() > 0 for column in SPLIT_COLUMNS}
+    absent = pd.Series(0, index=conditions)
+    return {column: table.get(column.removeprefix("in_"), absent).to_numpy() > 0 for column in SPLIT_COLUMNS}

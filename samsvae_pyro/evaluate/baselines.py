@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 from anndata import AnnData
 
 from samsvae_pyro.evaluate.ate import AteMethod, ate_anndata, data_ate
@@ -53,7 +54,9 @@ def control_mean_baseline(truth_like: AnnData) -> AnnData:
     return _baseline(np.zeros(truth_like.shape), truth_like)
 
 
-def training_mean_baseline(data: PerturbationData, truth_like: AnnData, *, method: AteMethod = "perturbseq") -> AnnData:
+def training_mean_baseline(
+    data: PerturbationData, truth_like: AnnData, *, method: AteMethod = "perturbseq"
+) -> AnnData:
     """Predicted ATE = mean of the training conditions' ATEs, the same for every condition.
 
     Parameters
@@ -77,7 +80,9 @@ def training_mean_baseline(data: PerturbationData, truth_like: AnnData, *, metho
     return _baseline(np.broadcast_to(train.X.mean(axis=0), truth_like.shape), truth_like)
 
 
-def additive_baseline(data: PerturbationData, truth_like: AnnData, *, method: AteMethod = "perturbseq") -> AnnData:
+def additive_baseline(
+    data: PerturbationData, truth_like: AnnData, *, method: AteMethod = "perturbseq"
+) -> AnnData:
     """Predicted ATE of a condition = sum of its members' training single-perturbation ATEs.
 
     A single is predicted by its own training ATE. A condition with a member that has no training
@@ -166,11 +171,13 @@ def _check_linear_settings(n_fitted: int, *, n_genes: int, n_components: int, ri
     if ridge < 0:
         raise ValueError(f"ridge={ridge!r} must be non-negative; the paper uses 0.1.")
     if n_fitted == 0:
-        raise ValueError("no training condition targets a measured gene; map names to genes with target_genes.")
+        raise ValueError(
+            "no training condition targets a measured gene; map names to genes with target_genes."
+        )
     if not 1 <= n_components <= min(n_genes, n_fitted):
         raise ValueError(
-            f"n_components={n_components!r} must lie in [1, {min(n_genes, n_fitted)}], the smaller of the numbers "
-            "of genes and of training conditions whose targets are measured genes; lower it."
+            f"n_components={n_components!r} must lie in [1, {min(n_genes, n_fitted)}], the smaller of "
+            "the numbers of genes and of training conditions whose targets are measured genes; lower it."
         )
 
 
@@ -187,7 +194,7 @@ def _gene_positions(data: PerturbationData, truth_like: AnnData) -> np.ndarray:
     positions = pd.Index(data.var_names).get_indexer(truth_like.var_names)
     if (positions < 0).any():
         missing = list(truth_like.var_names[positions < 0][:5])
-        raise ValueError(f"truth_like has genes {missing} that data lacks; pass an ATE computed on this data.")
+        raise ValueError(f"truth_like has genes {missing} that data lacks; pass an ATE of this data.")
     return positions
 
 
@@ -217,7 +224,9 @@ def _member_matrix(
     return matrix
 
 
-def _target_columns(data: PerturbationData, labels: Sequence[str], target_genes: Mapping[str, str]) -> dict[str, int]:
+def _target_columns(
+    data: PerturbationData, labels: Sequence[str], target_genes: Mapping[str, str]
+) -> dict[str, int]:
     """Member name -> position of its target gene in ``data.var_names``, for measured targets only."""
     genes = pd.Index(data.var_names)
     names = {member for label in labels for member in data.vocabulary.parse(label)}
@@ -226,17 +235,26 @@ def _target_columns(data: PerturbationData, labels: Sequence[str], target_genes:
 
 
 def _gene_embedding(centred: np.ndarray, *, n_components: int) -> np.ndarray:
-    """Top principal components of the genes: left singular vectors scaled by singular values.
+    """Principal component scores of the genes, U_K S_K, from the smaller Gram matrix of Y.
+
+    Only the top K eigenpairs are computed (much faster than a full SVD for K << min(G, P)).
 
     Shapes
     ------
     centred : (G, P). returns : (G, n_components).
     """
-    left, singular, _ = np.linalg.svd(centred, full_matrices=False)
-    return left[:, :n_components] * singular[:n_components]
+    by_columns = centred.shape[1] <= centred.shape[0]
+    gram = centred.T @ centred if by_columns else centred @ centred.T  # (min(G, P),) * 2
+    n = len(gram)
+    values, vectors = scipy.linalg.eigh(gram, subset_by_index=[n - n_components, n - 1])
+    if by_columns:
+        return centred @ vectors[:, ::-1]  # Y V_K = U_K S_K
+    return vectors[:, ::-1] * np.sqrt(np.clip(values[::-1], 0.0, None))
 
 
-def _two_sided_ridge(genes: np.ndarray, centred: np.ndarray, perturbations: np.ndarray, *, ridge: float) -> np.ndarray:
+def _two_sided_ridge(
+    genes: np.ndarray, centred: np.ndarray, perturbations: np.ndarray, *, ridge: float
+) -> np.ndarray:
     """W = (G^T G + lambda I)^-1 G^T Y P (P^T P + lambda I)^-1.
 
     Shapes

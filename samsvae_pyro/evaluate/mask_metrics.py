@@ -108,24 +108,30 @@ def mean_correlation_coefficient(z_true: np.ndarray, z_est: np.ndarray) -> float
     z_true, z_est = np.asarray(z_true, dtype=float), np.asarray(z_est, dtype=float)
     if z_true.ndim != 2 or z_est.ndim != 2 or len(z_true) != len(z_est) or len(z_true) < 2:
         raise ValueError(
-            f"z_true {z_true.shape} and z_est {z_est.shape} must be 2-d with the same cells (at least two) as rows."
+            f"z_true {z_true.shape} and z_est {z_est.shape} must be 2-d, with the same cells (at least "
+            "two) as rows."
         )
     correlation = np.abs(_standardised(z_true).T @ _standardised(z_est)) / len(z_true)  # (K, K')
     rows, columns = linear_sum_assignment(correlation, maximize=True)
     return float(correlation[rows, columns].mean())
 
 
-def _mask_arrays(true_mask: np.ndarray | pd.DataFrame, mask_prob: np.ndarray | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _mask_arrays(
+    true_mask: np.ndarray | pd.DataFrame, mask_prob: np.ndarray | pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated float arrays, rows aligned by name when both inputs are DataFrames."""
     if isinstance(true_mask, pd.DataFrame) and isinstance(mask_prob, pd.DataFrame):
         missing = true_mask.index.difference(mask_prob.index)
         if len(missing):
-            raise ValueError(f"mask_prob lacks the perturbations {list(missing[:5])} of true_mask; pass matching rows.")
+            raise ValueError(
+                f"mask_prob lacks the perturbations {list(missing[:5])} of true_mask; pass matching rows."
+            )
         mask_prob = mask_prob.loc[true_mask.index]
     true, prob = np.asarray(true_mask, dtype=float), np.asarray(mask_prob, dtype=float)
     if true.ndim != 2 or prob.ndim != 2 or len(true) != len(prob):
         raise ValueError(
-            f"true_mask {true.shape} and mask_prob {prob.shape} must be 2-d with one row per perturbation each."
+            f"true_mask {true.shape} and mask_prob {prob.shape} must be 2-d, with one row per "
+            "perturbation each."
         )
     if not np.isin(true, (0.0, 1.0)).all():
         raise ValueError("true_mask must contain only 0 and 1.")

@@ -195,6 +195,8 @@ def _prepare(
     """
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k={top_k!r} is not a positive integer; pass e.g. top_k=20.")
+    if truth.n_obs == 0 or truth.n_vars == 0:
+        raise ValueError(f"truth has shape {truth.shape}; it needs at least one condition and one gene.")
     predicted, true = _aligned(pred, truth), _matrix(truth)
     valid = np.isfinite(predicted).all(axis=1) & np.isfinite(true).all(axis=1)
     if not valid.any():
@@ -207,7 +209,8 @@ def _prepare(
 
 def _aligned(pred: AnnData, truth: AnnData) -> np.ndarray:
     """``pred.X`` reordered to ``truth``'s conditions and genes; names what is missing."""
-    for axis, ours, theirs in (("conditions", pred.obs_names, truth.obs_names), ("genes", pred.var_names, truth.var_names)):
+    axes = (("conditions", pred.obs_names, truth.obs_names), ("genes", pred.var_names, truth.var_names))
+    for axis, ours, theirs in axes:
         if ours.has_duplicates or theirs.has_duplicates:
             raise ValueError(f"pred and truth must have distinct {axis}; found duplicates.")
         missing = theirs.difference(ours)
@@ -228,7 +231,7 @@ def _values_like(values: AnnData | np.ndarray, truth: AnnData | np.ndarray) -> n
         return _aligned(values, truth)
     values, shape = np.asarray(values, dtype=float), _matrix(truth).shape
     if values.shape != shape:
-        raise ValueError(f"bounds of shape {values.shape} do not match truth of shape {shape}; align them first.")
+        raise ValueError(f"bounds of shape {values.shape} do not match truth of shape {shape}; align them.")
     return values
 
 

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from anndata import AnnData
 
-from samsvae_pyro.data.design import PerturbationData, build_perturbation_data
+from samsvae_pyro.data import PerturbationData, build_perturbation_data
 from samsvae_pyro.evaluate import ate_anndata
 
 
@@ -26,10 +26,15 @@ def _make_data(
     obs = pd.DataFrame(
         {"perturbation": list(labels), "split": list(splits)}, index=[f"cell{i}" for i in range(len(labels))]
     )
-    var = pd.DataFrame(index=list(var_names) if var_names is not None else [f"gene{j}" for j in range(counts.shape[1])])
+    genes = list(var_names) if var_names is not None else [f"gene{j}" for j in range(counts.shape[1])]
+    var = pd.DataFrame(index=genes)
     adata = AnnData(X=sp.csr_matrix(np.asarray(counts, dtype=np.float32)), obs=obs, var=var)
     return build_perturbation_data(
-        adata, perturbation_key="perturbation", control_label="control", split_key="split", count_data=count_data
+        adata,
+        perturbation_key="perturbation",
+        control_label="control",
+        split_key="split",
+        count_data=count_data,
     )
 
 
@@ -43,11 +48,18 @@ def make_data():
 def tiny_data() -> PerturbationData:
     """Controls; singles A, B, C (train), D (test only); pairs A+B (train, test), A+C (test), A+D (train)."""
     rng = np.random.default_rng(0)
-    labels = ["control"] * 6 + ["A"] * 4 + ["B"] * 4 + ["C"] * 3 + ["A+B"] * 4 + ["A+C"] * 2 + ["A+D"] * 2 + ["D"] * 2
-    splits = (
-        ["train"] * 4 + ["val", "test"] + ["train"] * 3 + ["test"] + ["train"] * 3 + ["val"]
-        + ["train"] * 3 + ["train", "train", "test", "test"] + ["test", "test"] + ["train", "train"] + ["test", "test"]
-    )  # fmt: skip
+    design = [
+        ("control", ["train"] * 4 + ["val", "test"]),
+        ("A", ["train"] * 3 + ["test"]),
+        ("B", ["train"] * 3 + ["val"]),
+        ("C", ["train"] * 3),
+        ("A+B", ["train", "train", "test", "test"]),
+        ("A+C", ["test", "test"]),
+        ("A+D", ["train", "train"]),
+        ("D", ["test", "test"]),
+    ]
+    labels = [label for label, splits in design for _ in splits]
+    splits = [split for _, splits in design for split in splits]
     counts = rng.poisson(5.0, size=(len(labels), 4)).astype(float)
     return _make_data(counts, labels, splits)
 
@@ -68,4 +80,5 @@ def _random_ate(rng: np.random.Generator, n_conditions: int = 6, n_genes: int = 
     conditions = [f"c{i}" for i in range(n_conditions)]
     half = np.arange(n_conditions) < n_conditions // 2
     obs = {"in_train": half, "in_val": np.zeros(n_conditions, bool), "in_test": ~half} if splits else None
-    return ate_anndata(rng.normal(size=(n_conditions, n_genes)), conditions, [f"g{j}" for j in range(n_genes)], obs=obs)
+    genes = [f"g{j}" for j in range(n_genes)]
+    return ate_anndata(rng.normal(size=(n_conditions, n_genes)), conditions, genes, obs=obs)

@@ -51,9 +51,8 @@ def test_data_ate_split_flags_and_cell_subsets(tiny_data):
     train = data_ate(tiny_data, cells=tiny_data.indices("train"))
     assert "A+C" not in train.obs_names and "D" not in train.obs_names
     assert train.obs.loc["A+B", "n_cells"] == 2
-    np.testing.assert_allclose(
-        train.X, np.stack([dense_ate(tiny_data, "perturbseq", tiny_data.indices("train"))[c] for c in train.obs_names])
-    )
+    expected = dense_ate(tiny_data, "perturbseq", tiny_data.indices("train"))
+    np.testing.assert_allclose(train.X, np.stack([expected[c] for c in train.obs_names]))
     flags = data_ate(tiny_data).obs
     assert flags.loc["A+B", ["in_train", "in_val", "in_test"]].tolist() == [True, False, True]
     assert flags.loc["B", ["in_train", "in_val", "in_test"]].tolist() == [True, True, False]
@@ -64,10 +63,12 @@ def test_data_ate_split_flags_and_cell_subsets(tiny_data):
 
 def test_data_ate_ignores_excluded_cells_by_default(make_data):
     counts = np.array([[1, 1], [1, 3], [5, 1], [9, 0], [0, 9]])
-    data = make_data(counts, ["control", "control", "A", "A", "A"], ["train", "train", "train", "train", "excluded"])
+    labels, splits = ["control", "control", "A", "A", "A"], ["train"] * 4 + ["excluded"]
+    data = make_data(counts, labels, splits)
     ate = data_ate(data, method="mean")
     np.testing.assert_allclose(ate.X, [[6.0, -1.5]])
-    np.testing.assert_allclose(data_ate(data, method="mean", cells=np.arange(5)).X, [[(5 + 9 + 0) / 3 - 1, (1 + 0 + 9) / 3 - 2]])
+    everything = data_ate(data, method="mean", cells=np.arange(5))
+    np.testing.assert_allclose(everything.X, [[(5 + 9 + 0) / 3 - 1, (1 + 0 + 9) / 3 - 2]])
 
 
 def test_data_ate_rejects_bad_inputs(tiny_data):
@@ -80,7 +81,8 @@ def test_data_ate_rejects_bad_inputs(tiny_data):
 
 
 def test_ate_anndata_shape_and_checks():
-    ate = ate_anndata(np.ones((2, 3)), ["A", "B"], ["x", "y", "z"], layers={"lower": np.zeros((2, 3))}, obs={"n_cells": [3, 4]})
+    lower = {"lower": np.zeros((2, 3))}
+    ate = ate_anndata(np.ones((2, 3)), ["A", "B"], ["x", "y", "z"], layers=lower, obs={"n_cells": [3, 4]})
     assert ate.shape == (2, 3) and ate.obs["n_cells"].tolist() == [3, 4]
     assert ate.layers["lower"].sum() == 0
     with pytest.raises(ValueError, match="one row per condition"):

@@ -13,6 +13,7 @@ from samsvae_pyro.evaluate import (
     linear_baseline,
     training_mean_baseline,
 )
+from samsvae_pyro.evaluate.baselines import _gene_embedding
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def test_additive_is_the_sum_of_training_singles(tiny_data, truth_and_train):
 def test_baselines_follow_the_genes_of_truth_like(tiny_data, truth_and_train):
     truth, _ = truth_and_train
     subset = truth[:, ["gene3", "gene1"]].copy()
-    np.testing.assert_allclose(additive_baseline(tiny_data, subset).X, additive_baseline(tiny_data, truth)[:, [3, 1]].X)
+    full = additive_baseline(tiny_data, truth)
+    np.testing.assert_allclose(additive_baseline(tiny_data, subset).X, full[:, [3, 1]].X)
     renamed = subset.copy()
     renamed.var_names = ["gene3", "unknown"]
     with pytest.raises(ValueError, match="unknown"):
@@ -79,7 +81,8 @@ def test_linear_reproduces_a_rank_one_linear_truth(rank_one_data):
                 data, truth, n_components=n_components, ridge=ridge, target_genes=targets, method="mean"
             )
             np.testing.assert_allclose(linear["p4"].X[0], 3 * v, rtol=rtol)  # never seen in training
-            np.testing.assert_allclose(linear[["p0", "p1", "p2", "p3"]].X, truth[["p0", "p1", "p2", "p3"]].X, rtol=rtol)
+            trained = ["p0", "p1", "p2", "p3"]
+            np.testing.assert_allclose(linear[trained].X, truth[trained].X, rtol=rtol)
     assert linear.uns["undefined_conditions"] == ["Z"]  # "Z" targets no measured gene
 
 
@@ -87,8 +90,17 @@ def test_linear_rejects_impossible_settings(rank_one_data):
     data, _ = rank_one_data
     truth = data_ate(data, method="mean")
     with pytest.raises(ValueError, match="n_components"):
-        linear_baseline(data, truth, n_components=10, method="mean", target_genes={f"p{t}": f"g{t}" for t in range(5)})
+        targets = {f"p{t}": f"g{t}" for t in range(5)}
+        linear_baseline(data, truth, n_components=10, method="mean", target_genes=targets)
     with pytest.raises(ValueError, match="measured gene"):
         linear_baseline(data, truth, method="mean")  # no p_t names a gene, so nothing can be fitted
     with pytest.raises(ValueError, match="ridge"):
         linear_baseline(data, truth, ridge=-1.0)
+
+
+@pytest.mark.parametrize("shape", [(30, 12), (12, 30)])  # more genes than conditions, and fewer
+def test_gene_embedding_equals_the_top_principal_component_scores(rng, shape):
+    centred = rng.normal(size=shape)
+    left, singular, _ = np.linalg.svd(centred, full_matrices=False)
+    embedding = _gene_embedding(centred, n_components=3)
+    np.testing.assert_allclose(np.abs(embedding), np.abs(left[:, :3] * singular[:3]), atol=1e-10)

@@ -9,9 +9,10 @@ import pytest
 from samsvae_pyro.evaluate import mask_recovery, mean_correlation_coefficient
 
 
-def true_mask(rng: np.random.Generator, n_perturbations: int = 12, n_latent: int = 8, p: float = 0.25) -> np.ndarray:
-    mask = (rng.random((n_perturbations, n_latent)) < p).astype(float)
-    mask[0] = 1.0  # every column has a true entry
+def true_mask(rng: np.random.Generator, n_perturbations: int = 12, n_latent: int = 8) -> np.ndarray:
+    """Bernoulli(0.25) mask whose every column has a true entry."""
+    mask = (rng.random((n_perturbations, n_latent)) < 0.25).astype(float)
+    mask[0] = 1.0
     return mask
 
 
