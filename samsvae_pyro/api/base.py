@@ -17,7 +17,12 @@ import torch
 
 from samsvae_pyro.api.device import choose_device
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
+from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
+from samsvae_pyro.evaluate.iwelbo import iwelbo
 from samsvae_pyro.evaluate.posterior import guide_trace, site_mean
+from samsvae_pyro.evaluate.predictive import (
+    TARGET_LIBRARY, local_posterior, model_ate_draws, sample_globals, sample_x, summarise_draws,
+)
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL, latent_offset
@@ -39,21 +44,24 @@ class PerturbationModel:
         Options of a registered guide (e.g. ``use_offset``, ``mask_temperature``, ``embedding_hidden``).
     device
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; chosen once, everything lives there.
+    seed
+        Seed of the parameter initialisation (training has its own ``seed``).
     """
 
     def __init__(self, adata: ad.AnnData, *, guide: str | Callable | torch.nn.Module = "correlated",
-                 guide_kwargs: dict | None = None, device: str | None = "auto", **model_kwargs: Any):
+                 guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0, **model_kwargs: Any):
         self.setup = _registered_setup(adata)
         self.device = choose_device(device)
         self.model_kwargs = model_kwargs
         self.data = build_perturbation_data(adata, **self.setup,
                                             count_data=model_kwargs.get("likelihood", "nb") != "normal")
-        self.model = self._build_model(**model_kwargs)
-        self.guide_spec, self.guide_kwargs = guide, dict(guide_kwargs or {})
-        self.guide = make_guide(
-            guide, self.model, x_mean=torch.as_tensor(self.data.x_mean), x_std=torch.as_tensor(self.data.x_std),
-            input_transform="log1p" if self.model.head.is_count else "identity", **self.guide_kwargs,
-        ).to(self.device)
+        self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
+        with _seeded(seed, torch.device("cpu")):
+            self.model = self._build_model(**model_kwargs)
+            self.guide = make_guide(
+                guide, self.model, x_mean=torch.as_tensor(self.data.x_mean), x_std=torch.as_tensor(self.data.x_std),
+                input_transform=self.data.x_transform, **self.guide_kwargs,
+            ).to(self.device)
         self.model.to(self.device)
         check_guide(self.model, self.guide, self.example_batch())
         self.trainer: SVITrainer | None = None
@@ -165,6 +173,97 @@ class PerturbationModel:
             out.append(z.mean(0).cpu().numpy())
         return np.concatenate(out)
 
+    # ---------------------------------------------------------------- evaluation
+    def _cells(self, adata: ad.AnnData | None, split: str | None) -> tuple[PerturbationData, np.ndarray]:
+        data = self._data_for(adata)
+        return data, (np.arange(data.n_cells) if split is None or adata is not None else data.indices(split))
+
+    def iwelbo(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_particles: int = 100,
+               batch_size: int = 128, kind: str = "predictive", seed: int = 0) -> pd.Series | float:
+        """Held-out predictive IWELBO per cell in nats (higher is better), indexed by cell name.
+
+        Evaluates the ``split`` of the training AnnData, or every cell of ``adata`` when given.
+        ``kind="joint"`` returns the joint bound per cell instead (a float; see :mod:`samsvae_pyro.evaluate.iwelbo`).
+        """
+        data, cells = self._cells(adata, split)
+        with _seeded(seed, self.device):
+            values = iwelbo(self.model, self.guide, self.loader(cells, batch_size=batch_size, data=data),
+                            n_particles=n_particles, kind=kind)
+        if kind == "joint":
+            return values
+        return pd.Series(values.cpu().numpy(), index=data.obs_names[cells], name="iwelbo")
+
+    def model_ate(self, conditions: list[str] | None = None, *, n_global_draws: int = 50,
+                  samples_per_draw: int = 50, method: str = "perturbseq", interval: float = 0.9,
+                  max_elements: float = 2e7, seed: int = 0) -> ad.AnnData:
+        """Posterior-predictive ATE per condition vs control, with credible intervals from the posterior over (E, M).
+
+        Returns AnnData (conditions x genes): X the posterior mean ATE, layers "lower"/"upper" the
+        equal-tailed ``interval`` over ``n_global_draws`` independent global draws, obs the split flags.
+        Conditions default to every observed condition; unseen combinations of known perturbations work
+        with the "sum" encoding.
+        """
+        conditions = list(conditions if conditions is not None else self.data.conditions())
+        D = self._dosages(conditions)
+        with _seeded(seed, self.device):
+            draws = model_ate_draws(self.model, self.guide, self.example_batch(1), D, n_global_draws=n_global_draws,
+                                    samples_per_draw=samples_per_draw, method=method, max_elements=max_elements)
+        summary = summarise_draws(draws, interval=interval)
+        return ate_anndata(summary["mean"], conditions, self.data.var_names,
+                           layers={"lower": summary["lower"], "upper": summary["upper"]},
+                           obs=condition_split_flags(self.data, np.asarray(conditions)))
+
+    def _dosages(self, conditions: list[str]) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,
+                               device=self.device)
+
+    @torch.no_grad()
+    def predict(self, perturbations: list[str], *, mode: str = "generative", source: ad.AnnData | None = None,
+                n_cells: int = 100, library: float = TARGET_LIBRARY, seed: int = 0) -> ad.AnnData:
+        """Sample cells under perturbations or combinations, including ones never observed together.
+
+        ``mode="generative"``: ``n_cells`` cells per perturbation with z_basal from the prior, each with its own
+        posterior draw of (E, M), at library size ``library``. ``mode="counterfactual"``: z_basal inferred from
+        each ``source`` cell (default: the training control cells) with its own dosage, then shifted by each
+        requested perturbation, at the source cell's library size.
+
+        Returns AnnData (cells x genes): raw count samples in ``layers["counts"]``, log1p of counts
+        normalised to 1e4 in ``X``, ``obs["perturbation"]`` (and ``obs["source_cell"]`` for counterfactuals).
+        """
+        if mode not in ("generative", "counterfactual"):
+            raise ValueError(f"mode={mode!r} is not supported; choose 'generative' or 'counterfactual'.")
+        D = self._dosages(list(perturbations))
+        with _seeded(seed, self.device):
+            if mode == "generative":
+                counts, obs = self._generative(D, list(perturbations), n_cells, library)
+            else:
+                counts, obs = self._counterfactual(D, list(perturbations), source)
+        return _prediction_anndata(counts, obs, self.data.var_names)
+
+    def _generative(self, D, labels, n_cells, library):
+        globals_ = sample_globals(self.guide, self.example_batch(1), n_cells)
+        x = sample_x(self.model, globals_, D, torch.full((len(labels),), float(library), device=self.device))
+        counts = x.transpose(0, 1).reshape(-1, x.shape[-1])  # (C * n_cells, G), condition-major
+        return counts, pd.DataFrame({"perturbation": np.repeat(labels, n_cells)})
+
+    def _counterfactual(self, D, labels, source):
+        data = self._data_for(source)
+        cells = np.arange(data.n_cells) if source is not None else np.flatnonzero(self.data.control_mask)
+        counts, names = [], []
+        for batch in self.loader(cells, batch_size=max(1, 4096 // len(labels)), data=data):
+            globals_ = sample_globals(self.guide, batch, 1)
+            z_basal = local_posterior(self.guide, batch, globals_).nodes[Z_BASAL]["value"]  # (1, B, K)
+            B = len(batch["index"])
+            x = sample_x(self.model, globals_, D.repeat_interleave(B, 0), batch["library"].repeat(len(labels)),
+                         z_basal=z_basal.repeat(1, len(labels), 1))  # (1, C * B, G)
+            counts.append(x[0].reshape(len(labels), B, -1))
+            names.append(data.obs_names[batch["index"].cpu().numpy()])
+        counts = torch.cat(counts, 1).reshape(-1, self.model.n_genes)  # condition-major
+        source_names = np.concatenate(names)
+        obs = pd.DataFrame({"perturbation": np.repeat(labels, len(source_names)),
+                            "source_cell": np.tile(source_names, len(labels))})
+        return counts, obs
+
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write parameters, trainer state (to resume) and the configuration to ``directory``."""
@@ -197,6 +296,29 @@ class PerturbationModel:
         obj.guide.load_state_dict(state["guide"])
         obj._trainer_state = state["trainer"]
         return obj
+
+
+def _prediction_anndata(counts: torch.Tensor, obs: pd.DataFrame, var_names) -> ad.AnnData:
+    counts = counts.cpu().numpy().astype(np.float32)
+    library = np.maximum(counts.sum(1, keepdims=True), 1.0)
+    obs.index = [f"pred_{i}" for i in range(len(obs))]
+    return ad.AnnData(X=np.log1p(counts / library * TARGET_LIBRARY), obs=obs,
+                      var=pd.DataFrame(index=var_names), layers={"counts": counts})
+
+
+class _seeded:
+    """Run a block with its own seeded random stream, leaving the global stream untouched."""
+
+    def __init__(self, seed: int, device: torch.device):
+        self.fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+        self.seed = seed
+
+    def __enter__(self):
+        self.fork.__enter__()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc):
+        return self.fork.__exit__(*exc)
 
 
 def _registered_setup(adata: ad.AnnData) -> dict:

@@ -83,7 +83,12 @@ class SVITrainer:
 
     def train_step(self, batch: Batch) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        value = self.loss(batch)
+        try:
+            value = self.loss(batch)
+        except ValueError as error:  # distribution argument checks catch NaN parameters first
+            if "invalid values" not in str(error):
+                raise
+            value = math.nan
         norm = (torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
                 if self.clip_norm is not None else torch.zeros(()))
         if not (math.isfinite(value) and torch.isfinite(norm)):
@@ -135,9 +140,9 @@ class SVITrainer:
             pyro.set_rng_seed(seed)
         stale, start = 0, time.perf_counter()
         bar = tqdm(total=max_steps, initial=self.step, disable=not progress, desc="training", unit="step")
-        for batch in self._batches(train_loader):
-            if self.step >= max_steps:
-                break
+        stream = self._batches(train_loader)
+        while self.step < max_steps:
+            batch = next(stream)
             row = {"step": self.step + 1, "epoch": self.epoch, "train_loss": self.train_step(batch),
                    "val_loss": math.nan}
             if val_loader is not None and (self.step % val_every == 0 or self.step == max_steps):
