@@ -4,7 +4,13 @@ Model-independent pieces live here; the model-dependent ones (IWELBO, model ATE,
 through Pyro traces in ``predictive.py`` and ``iwelbo.py``.
 """
 
-from samsvae_pyro.evaluate.ate import ate_anndata, data_ate, perturbseq_transform
+from samsvae_pyro.evaluate.ate import (
+    ate_anndata,
+    ate_transform,
+    condition_split_flags,
+    data_ate,
+    perturbseq_transform,
+)
 from samsvae_pyro.evaluate.baselines import (
     additive_baseline,
     control_mean_baseline,
@@ -28,6 +34,8 @@ from samsvae_pyro.evaluate.plots import (
 __all__ = [
     # treatment effects
     "ate_anndata",
+    "ate_transform",
+    "condition_split_flags",
     "data_ate",
     "perturbseq_transform",
     # metrics

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 AteMethod = Literal["perturbseq", "mean"]
 SPLIT_COLUMNS = ("in_train", "in_val", "in_test")
 _TARGET_LIBRARY = 1e4
+_Values = TypeVar("_Values")
 
 
 def perturbseq_transform(
@@ -68,6 +69,15 @@ def perturbseq_transform(
     x = np.asarray(x, dtype=float)
     library = x.sum(-1, keepdims=True)
     return np.log1p(x * (_TARGET_LIBRARY / np.where(library > 0, library, 1.0))) / math.log(2)
+
+
+def ate_transform(method: AteMethod) -> Callable:
+    """The map f of an ATE method: :func:`perturbseq_transform` ("perturbseq") or the identity ("mean")."""
+    if method == "perturbseq":
+        return perturbseq_transform
+    if method == "mean":
+        return _identity
+    raise ValueError(f"method={method!r} is not supported; choose 'perturbseq' or 'mean'.")
 
 
 def ate_anndata(
@@ -153,8 +163,7 @@ def data_ate(
     cells : (n,) integer positions or (N,) bool.
     returns : (C, G).
     """
-    if method not in ("perturbseq", "mean"):
-        raise ValueError(f"method={method!r} is not supported; choose 'perturbseq' or 'mean'.")
+    transform = ate_transform(method)
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r} must be a positive number of rows.")
     cells = _chosen_cells(data, cells)
@@ -169,10 +178,34 @@ def data_ate(
         )
     groups = pd.Index(np.append(conditions, control))
     codes = groups.get_indexer(labels)
-    transform = perturbseq_transform if method == "perturbseq" else None
     means = _group_means(data.counts, cells, codes, len(groups), transform=transform, chunk_size=chunk_size)
-    obs = {"n_cells": np.bincount(codes, minlength=len(groups))[:-1], **condition_split_flags(data, conditions)}
+    n_cells = np.bincount(codes, minlength=len(groups))[:-1]
+    obs = {"n_cells": n_cells, **condition_split_flags(data, conditions)}
     return ate_anndata(means[:-1] - means[-1], conditions, data.var_names, obs=obs)
+
+
+def condition_split_flags(data: PerturbationData, conditions: Sequence[str]) -> dict[str, np.ndarray]:
+    """For each condition, whether it has cells in the train / val / test split of ``data``.
+
+    Parameters
+    ----------
+    data
+        The perturbation dataset.
+    conditions
+        Condition labels; one without cells gets False everywhere.
+
+    Returns
+    -------
+    The ATE obs columns "in_train", "in_val" and "in_test".
+
+    Shapes
+    ------
+    conditions : (C,). returns : each (C,) bool.
+    """
+    table = pd.crosstab(np.asarray(data.labels).astype(str), np.asarray(data.split).astype(str))
+    table = table.reindex(index=conditions, fill_value=0)
+    absent = pd.Series(0, index=conditions)
+    return {column: table.get(column.removeprefix("in_"), absent).to_numpy() > 0 for column in SPLIT_COLUMNS}
 
 
 def _chosen_cells(data: PerturbationData, cells: np.ndarray | None) -> np.ndarray:
@@ -196,7 +229,7 @@ def _group_means(
     codes: np.ndarray,
     n_groups: int,
     *,
-    transform: Callable | None,
+    transform: Callable,
     chunk_size: int,
 ) -> np.ndarray:
     """Per-group mean of transform(counts[rows]), accumulated over row chunks.
@@ -208,7 +241,7 @@ def _group_means(
     sums = np.zeros((n_groups, counts.shape[1]))
     for start in range(0, len(rows), chunk_size):
         block = counts[rows[start : start + chunk_size]]
-        block = transform(block) if transform is not None else block
+        block = transform(block)
         block_codes = codes[start : start + chunk_size]
         indicator = sp.csr_matrix(
             (np.ones(len(block_codes)), (block_codes, np.arange(len(block_codes)))),
@@ -219,9 +252,6 @@ def _group_means(
     return sums / np.bincount(codes, minlength=n_groups)[:, None]
 
 
-def condition_split_flags(data: PerturbationData, conditions: np.ndarray) -> dict[str, np.ndarray]:
-    """For each condition, whether it has cells in the train / val / test split of ``data``."""
-    table = pd.crosstab(np.asarray(data.labels).astype(str), np.asarray(data.split).astype(str))
-    table = table.reindex(index=conditions, fill_value=0)
-    absent = pd.Series(0, index=conditions)
-    return {column: table.get(column.removeprefix("in_"), absent).to_numpy() > 0 for column in SPLIT_COLUMNS}
+def _identity(x: _Values) -> _Values:
+    """f = identity, the "mean" ATE method."""
+    return x

@@ -7,7 +7,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from samsvae_pyro.evaluate import ate_anndata, data_ate, perturbseq_transform
+from samsvae_pyro.evaluate import (
+    ate_anndata,
+    ate_transform,
+    condition_split_flags,
+    data_ate,
+    perturbseq_transform,
+)
 
 
 def dense_ate(data, method: str, cells: np.ndarray) -> dict[str, np.ndarray]:
@@ -30,6 +36,14 @@ def test_perturbseq_transform_agrees_across_array_kinds():
     particles = torch.tensor(np.stack([x, 2 * x]))  # (S, B, G): f is invariant to scaling a row
     np.testing.assert_allclose(perturbseq_transform(particles).numpy(), np.stack([expected, expected]))
     assert perturbseq_transform(x)[1].sum() == 0  # empty cell maps to zero, not NaN
+
+
+def test_ate_transform_per_method():
+    x = np.array([[1.0, 3.0]])
+    assert ate_transform("mean")(x) is x
+    np.testing.assert_allclose(ate_transform("perturbseq")(x), perturbseq_transform(x))
+    with pytest.raises(ValueError, match="'perturbseq' or 'mean'"):
+        ate_transform("log")
 
 
 @pytest.mark.parametrize("method", ["perturbseq", "mean"])
@@ -57,6 +71,8 @@ def test_data_ate_split_flags_and_cell_subsets(tiny_data):
     assert flags.loc["A+B", ["in_train", "in_val", "in_test"]].tolist() == [True, False, True]
     assert flags.loc["B", ["in_train", "in_val", "in_test"]].tolist() == [True, True, False]
     assert flags.loc["A+C", ["in_train", "in_val", "in_test"]].tolist() == [False, False, True]
+    flags = condition_split_flags(tiny_data, ["A+C", "never seen"])
+    assert flags["in_test"].tolist() == [True, False] and not flags["in_train"].any()
     mask = tiny_data.split == "train"
     np.testing.assert_allclose(data_ate(tiny_data, cells=mask).X, train.X)
 
