@@ -15,7 +15,7 @@ from pyro import poutine
 from torch import Tensor
 
 from samsvae_pyro._typing import Batch
-from samsvae_pyro.evaluate.ate import perturbseq_transform
+from samsvae_pyro.evaluate.ate import ate_transform
 from samsvae_pyro.evaluate.posterior import guide_trace
 from samsvae_pyro.models.plates import GLOBAL_SITES, X, Z_BASAL, particles_plate
 
@@ -85,14 +85,6 @@ def mean_transformed(model: Callable, globals_: dict[str, Tensor], D: Tensor, *,
             fx = transform(sample_x(model, _take(globals_, rows), d, library))  # (r, c * M, G)
             out[rows, cols] = fx.reshape(fx.shape[0], -1, replicates, G).mean(2)
     return out
-
-
-def ate_transform(method: str) -> Callable[[Tensor], Tensor]:
-    if method == "perturbseq":
-        return perturbseq_transform
-    if method == "mean":
-        return lambda x: x
-    raise ValueError(f"method={method!r} is not supported; choose 'perturbseq' or 'mean'.")
 
 
 @torch.no_grad()
