@@ -7,6 +7,8 @@ trainer, and read posteriors through :mod:`samsvae_pyro.evaluate`.
 from __future__ import annotations
 
 import json
+import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +27,7 @@ from samsvae_pyro.evaluate.predictive import (
 )
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
+from samsvae_pyro.infer.lightning import ELBOModule, fit_lightning
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL, latent_offset
 
 SETUP_KEY = "_samsvae_setup"
@@ -113,14 +116,25 @@ class PerturbationModel:
         self, max_steps: int = 1000, *, batch_size: int = 512, lr: float = 3e-4, n_particles: int = 5,
         estimator: str = "trace", weighting: str = "plated", weight_decay: float = 1e-6,
         clip_norm: float | None = 100.0, val_every: int = 500, early_stopping_patience: int | None = None,
-        seed: int = 0, progress: bool = True, callback: Callable | None = None,
+        seed: int = 0, progress: bool = True, callback: Callable | None = None, devices: int = 1,
+        process_dir: str | Path | None = None,
     ) -> pd.DataFrame:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
 
         A second call, or a call after :meth:`load`, continues from the saved step with the saved
         optimizer state. The best-validation parameters are kept at the end.
+
+        ``devices > 1`` trains with PyTorch Lightning's DDP over that many processes (CPU: gloo, GPU: nccl),
+        each on its own shard of the training cells, then loads process 0's parameters (identical in every
+        process). Each process writes its final parameters to ``process_dir`` (default: a temporary folder).
+        That path has no validation, checkpoint selection, resume or callbacks.
         """
         check_estimator(estimator, self.guide, self.example_batch())
+        if devices > 1:
+            return self._train_lightning(max_steps, devices=devices, batch_size=batch_size, lr=lr,
+                                         n_particles=n_particles, estimator=estimator, weighting=weighting,
+                                         weight_decay=weight_decay, clip_norm=clip_norm, seed=seed,
+                                         progress=progress, process_dir=process_dir)
         counts = {s: torch.as_tensor(self.data.cells_per_perturbation(s), dtype=torch.float32, device=self.device)
                   for s in ("train", "val") if _has_cells(self.data, s)}
         self.trainer = SVITrainer(self.model, self.guide, estimator=estimator, n_particles=n_particles, lr=lr,
@@ -135,6 +149,23 @@ class PerturbationModel:
             early_stopping_patience=early_stopping_patience, seed=seed, progress=progress, callback=callback,
         )
         self._trainer_state = self.trainer.state_dict()
+        return self.history
+
+    def _train_lightning(self, max_steps: int, *, devices: int, batch_size: int, seed: int, clip_norm,
+                         progress: bool, process_dir, weighting: str, **elbo_options) -> pd.DataFrame:
+        counts = torch.as_tensor(self.data.cells_per_perturbation("train"), dtype=torch.float32)
+        make_loader = partial(MinibatchLoader, self.data, batch_size=batch_size, shuffle=True, seed=seed)
+        with tempfile.TemporaryDirectory() as scratch:
+            directory = Path(process_dir or scratch)
+            module = ELBOModule(self.model, self.guide, make_loader, self.data.indices("train"), weighting=weighting,
+                                cells_per_perturbation=counts, save_dir=str(directory), **elbo_options)
+            accelerator = "gpu" if self.device.type == "cuda" else "cpu"
+            fit_lightning(module, max_steps=max_steps, devices=devices, accelerator=accelerator,
+                          clip_norm=clip_norm, seed=seed, progress=progress)
+            module.load_state_dict(torch.load(directory / "rank0.pt", map_location="cpu"))
+        self.model.to(self.device)
+        self.guide.to(self.device)
+        self.history = pd.DataFrame({"step": [max_steps], "devices": [devices]})
         return self.history
 
     # ---------------------------------------------------------------- posterior accessors
