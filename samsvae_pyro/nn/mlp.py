@@ -7,7 +7,10 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-ACTIVATIONS = {"leaky_relu": nn.LeakyReLU, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus, "gelu": nn.GELU}
+ACTIVATIONS = {
+    "leaky_relu": nn.LeakyReLU, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus, "gelu": nn.GELU,
+    "identity": nn.Identity,  # a linear network, e.g. for closed-form checks
+}
 
 
 class MLP(nn.Module):
