@@ -25,6 +25,7 @@ from samsvae_pyro.evaluate.posterior import guide_trace, site_mean
 from samsvae_pyro.evaluate.predictive import (
     TARGET_LIBRARY, local_posterior, model_ate_draws, sample_globals, sample_x, summarise_draws,
 )
+from samsvae_pyro.evaluate.report import evaluate_model
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
 from samsvae_pyro.infer.lightning import ELBOModule, fit_lightning
@@ -243,6 +244,14 @@ class PerturbationModel:
         return ate_anndata(summary["mean"], conditions, self.data.var_names,
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
                            obs=condition_split_flags(self.data, np.asarray(conditions)))
+
+    def evaluate(self, output_dir: str | Path, **kwargs: Any) -> dict:
+        """Write the evaluation report (metrics.json, metrics.md, ATE h5ad files, PNG plots) to ``output_dir``.
+
+        Options (``truth=adata.uns["sams_truth"]`` for simulations, ``n_particles``, ``ate_draws``, ``plots``...)
+        and outputs: :func:`samsvae_pyro.evaluate.report.evaluate_model`. Returns the metrics as a nested dict.
+        """
+        return evaluate_model(self, output_dir, **kwargs)
 
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,

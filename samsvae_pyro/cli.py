@@ -1,0 +1,426 @@
+"""The ``samsvae`` command line: demo, simulate, download, train, evaluate, predict.
+
+Run ``samsvae <command> --help`` for the options of each command. A user mistake (a missing file,
+an obs column that does not exist, a perturbation unknown to the model...) ends with one line
+``error: <message>`` on stderr and exit status 2; a failed download or a diverged training run ends
+with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+DEMO_DIR = "samsvae_demo"
+RUN_FILES = ("config.json", "checkpoint.pt")
+HISTORY = "history.csv"
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line: ``error: ... (see `samsvae x --help`)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Simulate, train briefly, evaluate and save into one directory; print the headline numbers."""
+    import torch
+
+    from samsvae_pyro import SAMSVAE
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    adata, held_out = demo_data(seed=args.seed, small=args.small)
+    print(f"simulated {adata.n_obs} cells x {adata.n_vars} genes: {_n_conditions(adata)} conditions "
+          f"(singles and pairs; pairs {', '.join(held_out)} only in the test split), seed {args.seed}")
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+    model = SAMSVAE(adata, n_latent=8, n_hidden=128, mask_prior_prob=0.1, guide="correlated",
+                    guide_kwargs={"embedding_hidden": 128}, device="cpu")
+    print(f"training SAMS-VAE (correlated guide) for {args.steps} steps")
+    model.train(max_steps=args.steps, batch_size=256, lr=3e-3, n_particles=3, val_every=max(args.steps // 5, 1),
+                seed=args.seed, progress=not args.quiet)
+    out = Path(args.out)
+    model.save(out, overwrite=True)
+    model.history.to_csv(out / HISTORY, index=False)
+    print("evaluating (held-out IWELBO, treatment effects, baselines, mask recovery, plots)")
+    particles = 20 if args.small else 100
+    report = model.evaluate(out, truth=adata.uns["sams_truth"], n_particles=particles, seed=args.seed)
+    print_summary(report, out)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def demo_data(*, seed: int = 0, small: bool = False):
+    """Count simulation with control cells and 6 pairs, 2 of which are held out of training (test only)."""
+    from samsvae_pyro import simulate_counts
+
+    size = dict(n_perturbations=6, cells_per_perturbation=60, n_double=3, n_ate_samples=300) if small else \
+        dict(n_perturbations=12, cells_per_perturbation=200, n_double=6, n_ate_samples=2000)
+    adata = simulate_counts(seed=seed, **size)
+    pairs = [c for c in adata.uns["sams_truth"]["true_ate_conditions"] if "+" in c]
+    held_out = pairs[-2:]
+    split = adata.obs["split"].astype(str).to_numpy()
+    split[adata.obs["perturbation"].astype(str).isin(held_out).to_numpy()] = "test"
+    adata.obs["split"] = split
+    return adata, held_out
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from samsvae_pyro import simulate_counts, simulate_paper
+
+    out = _new_file(args.out, ".h5ad", overwrite=args.overwrite)
+    if args.kind == "counts":
+        adata = simulate_counts(n_perturbations=args.n_perturbations or 12, n_double=args.n_double,
+                                cells_per_perturbation=args.cells_per_perturbation or 200, seed=args.seed)
+        keys = "--perturbation-key perturbation --control-label non-targeting --split-key split"
+    else:
+        if args.n_double:
+            raise ValueError("--n-double applies to --kind counts only; the paper simulation has single perturbations.")
+        cells = args.cells_per_perturbation or 700
+        adata = simulate_paper(n_perturbations=args.n_perturbations or 100, seed=args.seed,
+                               cells_per_perturbation=(round(cells * 5 / 7), round(cells / 7), round(cells / 7)))
+        keys = "--perturbation-key perturbation --control-label control --split-key split --likelihood normal"
+    adata.write_h5ad(out)
+    print(f"wrote {out}: {adata.n_obs} cells x {adata.n_vars} genes ({args.kind} simulation, seed {args.seed}); "
+          f"truth in uns['sams_truth']")
+    print(f"train on it with: samsvae train --adata {out} {keys}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from samsvae_pyro.data import download_dataset
+
+    path = download_dataset(args.name, cache_dir=args.cache_dir)
+    loader = "load_norman" if args.name == "norman" else "build_replogle_filtered (then load_replogle)"
+    print(f"{args.name}: {path}")
+    print(f"load it with samsvae_pyro.data.{loader}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from samsvae_pyro import SAMSVAE
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if any((out / name).exists() for name in RUN_FILES) and not args.overwrite:
+        raise ValueError(f"{out} already holds a saved model; choose another --out or pass --overwrite.")
+    adata = read_h5ad(args.adata)
+    setup = dict(perturbation_key=args.perturbation_key, control_label=args.control_label, layer=args.layer,
+                 split_key=args.split_key, delimiter=args.delimiter, dosage_columns=args.dosage_columns,
+                 control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed)
+    _check_columns(adata, args)
+    SAMSVAE.setup_anndata(adata, **setup)
+    model = SAMSVAE(adata, n_latent=args.n_latent, guide=args.guide, likelihood=args.likelihood,
+                    mask_prior_prob=args.mask_prior_prob, n_hidden=args.n_hidden, n_layers=args.n_layers,
+                    device=args.device)
+    print(f"training SAMS-VAE ({args.guide} guide) on {adata.n_obs} cells x {adata.n_vars} genes, "
+          f"{model.data.n_perturbations} perturbations, for {args.steps} steps")
+    model.train(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, n_particles=args.n_particles,
+                estimator=args.estimator, val_every=args.val_every, seed=args.seed, progress=not args.quiet)
+    model.save(out, overwrite=True)
+    model.history.to_csv(out / HISTORY, index=False)
+    print(f"saved the model in {out}")
+    if args.no_evaluate:
+        return 0
+    report = model.evaluate(out, truth=adata.uns.get("sams_truth"), n_particles=args.eval_particles, seed=args.seed)
+    print_summary(report, out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model, adata = load_run(args.run_dir, args.adata, device=args.device)
+    out = Path(args.out) if args.out else Path(args.run_dir)
+    report = model.evaluate(out, truth=adata.uns.get("sams_truth"), n_particles=args.n_particles,
+                            ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
+                            plots=not args.no_plots, seed=args.seed)
+    print_summary(report, out)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.source and args.mode != "counterfactual":
+        raise ValueError("--source applies to --mode counterfactual only.")
+    out = Path(args.out or Path(args.run_dir) / "predictions.h5ad")
+    if out.suffix != ".h5ad":
+        raise ValueError(f"{out} should end in .h5ad.")
+    model, _ = load_run(args.run_dir, args.adata, device=args.device)
+    source = read_h5ad(args.source) if args.source else None
+    prediction = model.predict(list(args.perturbations), mode=args.mode, source=source, n_cells=args.n_cells,
+                               seed=args.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prediction.write_h5ad(out)
+    counts = prediction.obs["perturbation"].value_counts()
+    print(f"wrote {out}: {prediction.n_obs} predicted cells x {prediction.n_vars} genes ({args.mode}; "
+          + ", ".join(f"{label}: {counts[label]}" for label in args.perturbations) + ")")
+    print("X: log1p of counts normalised to 1e4; layers['counts']: sampled counts; obs['perturbation']: label")
+    return 0
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def read_h5ad(path: str | Path):
+    """Read an .h5ad file, with a one-line error for a missing or unreadable file."""
+    import anndata
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (expected an .h5ad file).")
+    try:
+        return anndata.read_h5ad(path)
+    except OSError as error:
+        raise ValueError(f"cannot read {path} as an .h5ad file: {error}") from error
+
+
+def load_run(run_dir: str | Path, adata_path: str | Path, *, device: str = "auto"):
+    """The model saved by ``samsvae train`` in ``run_dir``, re-created on the AnnData it was trained on."""
+    import json
+
+    import pandas as pd
+
+    from samsvae_pyro.api import PerturbationModel
+
+    run_dir = Path(run_dir)
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a saved run ({', '.join(missing)} missing); "
+                                "create one with `samsvae train` or `samsvae demo`.")
+    families = {cls.__name__: cls for cls in PerturbationModel.__subclasses__()}
+    name = json.loads((run_dir / "config.json").read_text()).get("class")
+    if name not in families:
+        raise ValueError(f"{run_dir}/config.json names the model class {name!r}; known: {sorted(families)}.")
+    adata = read_h5ad(adata_path)
+    model = families[name].load(run_dir, adata, device=device)
+    if (run_dir / HISTORY).is_file():
+        model.history = pd.read_csv(run_dir / HISTORY)
+    return model, adata
+
+
+def _check_columns(adata, args: argparse.Namespace) -> None:
+    """Name the missing obs column or layer before anything else runs."""
+    for option, key in (("--perturbation-key", args.perturbation_key), ("--split-key", args.split_key)):
+        if key is not None and key not in adata.obs:
+            raise ValueError(f"{option} {key!r} is not an obs column of {args.adata}; "
+                             f"obs columns: {', '.join(map(str, adata.obs.columns[:20]))}.")
+    if args.layer is not None and args.layer not in adata.layers:
+        raise ValueError(f"--layer {args.layer!r} is not a layer of {args.adata}; layers: {list(adata.layers)}.")
+    if args.perturbation_key is None and args.dosage_columns is None:
+        raise ValueError("give --perturbation-key (an obs column of labels) or --dosage-columns (a 0/1 column prefix).")
+
+
+def _new_file(path: str | Path, suffix: str, *, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.suffix != suffix:
+        raise ValueError(f"{path} should end in {suffix}.")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} already exists; choose another path or pass --overwrite.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _n_conditions(adata) -> int:
+    return len(adata.uns["sams_truth"]["true_ate_conditions"])
+
+
+def print_summary(report: dict, out: Path) -> None:
+    """Where the report is, and its headline numbers."""
+    print(f"report: {out / 'metrics.md'} (also metrics.json, ate_model.h5ad, ate_data.h5ad, PNG plots)")
+    iwelbo = report["iwelbo"]
+    if "skipped" not in iwelbo:
+        print(f"held-out IWELBO ({iwelbo['split']} cells, {iwelbo['n_particles']} particles): "
+              f"{iwelbo['mean']:.1f} nats per cell")
+    ate = report["ate"]
+    if "skipped" not in ate:
+        for subset, info in ate["subsets"].items():
+            if subset in ("all", "unseen") and info["n_conditions"]:
+                scores = {name: ate[name][subset]["pearson"] for name in ate
+                          if name != "subsets" and "skipped" not in ate[name]}
+                what = "conditions" if subset == "all" else info["description"]
+                print(f"ATE Pearson vs data ATE on {subset} ({info['n_conditions']} {what}): "
+                      + ", ".join(f"{name} {_number(value)}" for name, value in scores.items()))
+    truth = report["truth"]
+    if "skipped" not in truth:
+        mask, coverage = truth["mask_recovery"], truth["coverage"]
+        if "skipped" not in mask:
+            print(f"mask recovery: F1 {_number(mask['f1'])}, AUROC {_number(mask['auroc'])}")
+        if "skipped" not in coverage:
+            print(f"90% credible intervals cover {_number(coverage['coverage'])} of the true ATE entries")
+
+
+def _number(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="samsvae", description="SAMS-VAE (Sparse Additive Mechanism Shift VAE) in Pyro.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _demo_parser(commands)
+    _simulate_parser(commands)
+    _download_parser(commands)
+    _train_parser(commands)
+    _evaluate_parser(commands)
+    _predict_parser(commands)
+    return parser
+
+
+def _command(commands, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+    sub = commands.add_parser(name, help=help, description=help)
+    sub.set_defaults(func=func)
+    return sub
+
+
+def _demo_parser(commands) -> None:
+    sub = _command(commands, "demo", cmd_demo, "Simulate a count screen, train SAMS-VAE briefly, evaluate, "
+                   "and write a report (a few minutes on 2 CPU cores).")
+    sub.add_argument("--out", default=DEMO_DIR, help=f"report and model directory (default ./{DEMO_DIR})")
+    sub.add_argument("--steps", type=_positive, default=1500, help="training steps (default 1500)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the simulation and training (default 0)")
+    sub.add_argument("--threads", type=_positive, default=1,
+                     help="torch CPU threads (default 1: faster than more for this tiny model)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_argument("--small", action="store_true", help=argparse.SUPPRESS)  # tiny data, for the tests
+
+
+def _simulate_parser(commands) -> None:
+    sub = _command(commands, "simulate", cmd_simulate, "Write a simulated screen with known truth as .h5ad.")
+    sub.add_argument("--out", required=True, help="output .h5ad file")
+    sub.add_argument("--kind", choices=("counts", "paper"), default="counts",
+                     help="counts: negative binomial counts with controls (default); "
+                          "paper: the paper's continuous mask-recovery simulation")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--n-perturbations", type=_positive, default=None,
+                     help="perturbations (default 12 for counts, 100 for paper)")
+    sub.add_argument("--cells-per-perturbation", type=_positive, default=None,
+                     help="cells per condition (default 200 for counts; 700 for paper, split 500/100/100)")
+    sub.add_argument("--n-double", type=_non_negative, default=0, help="double perturbations A+B (counts only)")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+
+def _download_parser(commands) -> None:
+    sub = _command(commands, "download", cmd_download, "Download a paper dataset into the cache (resumable).")
+    sub.add_argument("name", choices=("norman", "replogle"),
+                     help="norman: Norman 2019 (1.7 GB); replogle: Replogle 2022 genome-wide K562 file (~66 GB)")
+    sub.add_argument("--cache-dir", default=None,
+                     help="cache directory (default $SAMSVAE_CACHE or ~/.cache/samsvae_pyro)")
+
+
+def _train_parser(commands) -> None:
+    sub = _command(commands, "train", cmd_train, "Train SAMS-VAE on an .h5ad file, save it, and evaluate it.")
+    data = sub.add_argument_group("data")
+    data.add_argument("--adata", required=True, help="input .h5ad (raw counts in X or in --layer)")
+    data.add_argument("--perturbation-key", default=None, help="obs column of labels such as 'A', 'A+B', control")
+    data.add_argument("--control-label", default="control", help="label of control cells (default 'control')")
+    data.add_argument("--control-pattern", default=None, help="any label containing this is a control")
+    data.add_argument("--dosage-columns", default=None, help="prefix of 0/1 obs columns, e.g. 'guide_'")
+    data.add_argument("--delimiter", default="+", help="separator of combination members (default '+')")
+    data.add_argument("--layer", default=None, help="layer holding the counts (default X)")
+    data.add_argument("--split-key", default=None,
+                      help="obs column with train/val/test/excluded (default: random 64/16/20 split)")
+    data.add_argument("--encoding", choices=("sum", "unique"), default="sum")
+    model = sub.add_argument_group("model")
+    model.add_argument("--n-latent", type=_positive, default=10)
+    model.add_argument("--n-hidden", type=_positive, default=400)
+    model.add_argument("--n-layers", type=_positive, default=1)
+    model.add_argument("--guide", choices=("correlated", "mean_field"), default="correlated")
+    model.add_argument("--likelihood", choices=("nb", "poisson", "normal"), default="nb")
+    model.add_argument("--mask-prior-prob", type=float, default=0.01)
+    fit = sub.add_argument_group("training")
+    fit.add_argument("--out", default="samsvae_run", help="run directory (default ./samsvae_run)")
+    fit.add_argument("--steps", type=_positive, default=2000)
+    fit.add_argument("--batch-size", type=_positive, default=512)
+    fit.add_argument("--lr", type=float, default=3e-4)
+    fit.add_argument("--n-particles", type=_positive, default=5)
+    fit.add_argument("--estimator", choices=("trace", "mean_field", "tracegraph"), default="trace")
+    fit.add_argument("--val-every", type=_positive, default=500)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    fit.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    fit.add_argument("--eval-particles", type=_positive, default=100, help="IWELBO particles (default 100)")
+    fit.add_argument("--no-evaluate", action="store_true", help="train and save only")
+    fit.add_argument("--overwrite", action="store_true", help="replace a model already saved in --out")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _evaluate_parser(commands) -> None:
+    sub = _command(commands, "evaluate", cmd_evaluate, "Evaluate a saved run and write its report.")
+    sub.add_argument("run_dir", help="directory written by `samsvae train` or `samsvae demo`")
+    sub.add_argument("--adata", required=True, help="the .h5ad the run was trained on")
+    sub.add_argument("--out", default=None, help="report directory (default: the run directory)")
+    sub.add_argument("--n-particles", type=_positive, default=100, help="IWELBO particles (default 100)")
+    sub.add_argument("--ate-draws", type=_positive, default=50, help="posterior draws of the model ATE (default 50)")
+    sub.add_argument("--ate-samples-per-draw", type=_positive, default=50, help="samples per draw (default 50)")
+    sub.add_argument("--no-plots", action="store_true")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _predict_parser(commands) -> None:
+    sub = _command(commands, "predict", cmd_predict, "Sample cells under perturbations or unseen combinations.")
+    sub.add_argument("run_dir", help="directory written by `samsvae train` or `samsvae demo`")
+    sub.add_argument("--adata", required=True, help="the .h5ad the run was trained on")
+    sub.add_argument("--perturbations", nargs="+", required=True, metavar="LABEL", help="e.g. A B+C")
+    sub.add_argument("--mode", choices=("generative", "counterfactual"), default="generative",
+                     help="generative: z_basal from the prior; counterfactual: inferred from source cells "
+                          "(default: the training controls) then shifted")
+    sub.add_argument("--source", default=None, help="counterfactual source cells (.h5ad, same genes)")
+    sub.add_argument("--n-cells", type=_positive, default=100, help="cells per perturbation (generative)")
+    sub.add_argument("--out", default=None, help="output .h5ad (default RUN_DIR/predictions.h5ad)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``samsvae`` command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from samsvae_pyro.data.datasets import DownloadError
+    from samsvae_pyro.infer import TrainingDivergedError
+
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        return _fail(error, 2)
+    except (DownloadError, TrainingDivergedError) as error:
+        return _fail(error, 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(error: Any, status: int) -> int:
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

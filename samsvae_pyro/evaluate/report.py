@@ -1,0 +1,463 @@
+"""The evaluation report of a trained model (issue "Evaluation", item 7; spec sections 5 and 8).
+
+:func:`evaluate_model` runs every evaluation that applies to a trained model and writes it to one
+directory:
+
+- ``metrics.json``: every scalar, nested by section (settings, iwelbo, ate, per_condition, truth, plots);
+- ``metrics.md``: a Markdown table (model and baselines x IWELBO, ATE Pearson per condition subset,
+  delta Pearson, rank, mask F1/AUROC and interval coverage) followed by the model's full ATE metrics;
+- ``iwelbo_per_cell.csv``, ``per_condition_metrics.csv``;
+- ``ate_model.h5ad`` (posterior mean ATE, 90% credible bounds in layers "lower"/"upper") and
+  ``ate_data.h5ad`` (the data ATE);
+- PNG plots: ``ate_scatter.png``, ``per_condition_metrics.png``, ``mask_heatmap.png``, ``training_curves.png``.
+
+Where an evaluation does not apply (no held-out cells, no control cells, no simulation truth, a
+baseline that cannot be fitted, a model without a mask), its entry says so (``{"skipped": reason}``
+in the JSON, a line under "Not evaluated" in the Markdown) instead of failing.
+
+Choices beyond the issue text:
+
+- The data ATE uses every cell (spec section 5); conditions are scored per subset: all, those with
+  cells in each split (train / val / test), and "unseen", the conditions without training cells
+  (e.g. held-out combinations), when there are any.
+- Count models use the "perturbseq" ATE; a "normal"-likelihood model (continuous data) uses the
+  "mean" ATE, since log2(1 + 1e4 x / sum x) is meaningless for values that can be negative.
+- With simulation truth that holds the true ATE, the model's and the data's ATEs are also scored
+  against it ("truth" section); the data ATE's score is the ceiling set by sampling noise.
+- The model object does not keep its AnnData, so the simulation truth (``adata.uns["sams_truth"]``)
+  is passed in as ``truth``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from samsvae_pyro.evaluate.ate import SPLIT_COLUMNS, ate_anndata, data_ate
+from samsvae_pyro.evaluate.baselines import (
+    additive_baseline,
+    control_mean_baseline,
+    linear_baseline,
+    training_mean_baseline,
+)
+from samsvae_pyro.evaluate.mask_metrics import mask_recovery
+from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_condition_metrics
+from samsvae_pyro.evaluate.plots import (
+    plot_ate_scatter,
+    plot_mask_heatmap,
+    plot_metric_distribution,
+    plot_training_curves,
+)
+
+INTERVAL = 0.9
+UNSEEN = "in_unseen"  # extra subset column: conditions without training cells
+BASELINES = ("control_mean", "training_mean", "additive", "linear")
+_SCALARS = ("precision", "recall", "f1", "auroc", "fraction_on", "fraction_true", "true_positives")
+
+
+def evaluate_model(
+    model: Any,
+    output_dir: str | os.PathLike,
+    *,
+    truth: Mapping[str, Any] | None = None,
+    n_particles: int = 100,
+    ate_draws: int = 50,
+    ate_samples_per_draw: int = 50,
+    top_k: int = 20,
+    plots: bool = True,
+    seed: int = 0,
+) -> dict:
+    """Evaluate a trained model and write the report files to ``output_dir``.
+
+    Parameters
+    ----------
+    model
+        A trained :class:`~samsvae_pyro.api.base.PerturbationModel` (e.g. ``SAMSVAE``).
+    output_dir
+        Directory of the report (created if needed; files of the same name are replaced).
+    truth
+        Simulation truth, ``adata.uns["sams_truth"]`` of :func:`~samsvae_pyro.data.simulate_counts` or
+        :func:`~samsvae_pyro.data.simulate_paper`: "mask" and "perturbations" give mask recovery, "true_ate"
+        and "true_ate_conditions" give interval coverage. ``None`` skips both.
+    n_particles
+        Particles of the held-out IWELBO (spec: 100).
+    ate_draws, ate_samples_per_draw
+        Global posterior draws of the model ATE and (z_basal, x) samples per draw (spec: 50 x 50 = 2500).
+    top_k
+        Genes per condition, largest |data ATE| first, of the "top" metrics.
+    plots
+        Whether to write the PNG plots.
+    seed
+        Seed of the IWELBO and model ATE sampling.
+
+    Returns
+    -------
+    The content of ``metrics.json``: a nested dict of scalars, with ``{"skipped": reason}`` wherever an
+    evaluation does not apply.
+
+    Examples
+    --------
+    >>> from samsvae_pyro import SAMSVAE, simulate_counts
+    >>> adata = simulate_counts(n_perturbations=3, cells_per_perturbation=30, n_genes=12, n_ate_samples=50)
+    >>> SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting",
+    ...                       split_key="split")
+    >>> model = SAMSVAE(adata, n_latent=3, n_hidden=8, device="cpu")
+    >>> _ = model.train(max_steps=2, batch_size=64, progress=False)
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     report = evaluate_model(model, out, truth=adata.uns["sams_truth"], n_particles=4, ate_draws=4,
+    ...                             ate_samples_per_draw=4, plots=False)
+    >>> sorted(report["ate"])
+    ['additive', 'control_mean', 'linear', 'model', 'subsets', 'training_mean']
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    method = "mean" if getattr(model.data, "x_transform", "log1p") == "identity" else "perturbseq"
+    report: dict[str, Any] = {
+        "model": _model_summary(model),
+        "settings": {"n_particles": n_particles, "ate_draws": ate_draws, "ate_samples_per_draw": ate_samples_per_draw,
+                     "top_k": top_k, "interval": INTERVAL, "ate_method": method, "seed": seed},
+        "iwelbo": _iwelbo_section(model, out, n_particles=n_particles, seed=seed),
+    }
+    ates = _ate_frames(model, out, method=method, draws=ate_draws, samples=ate_samples_per_draw, seed=seed)
+    mask = _mask_probabilities(model)
+    report["ate"] = _ate_section(model, ates, method=method, top_k=top_k)
+    report["per_condition"] = _per_condition_section(ates, out, top_k=top_k)
+    report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
+    report["plots"] = _plots(model, ates, mask, out, top_k=top_k) if plots else {"skipped": "plots=False"}
+    report = _jsonable(report)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    (out / "metrics.md").write_text(markdown_report(report))
+    return report
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _model_summary(model: Any) -> dict:
+    data, history = model.data, getattr(model, "history", None)
+    guide = model.guide_spec if isinstance(model.guide_spec, str) else type(model.guide).__name__
+    return {"class": type(model).__name__, "guide": guide, "n_cells": data.n_cells, "n_genes": data.n_genes,
+            "n_perturbations": data.n_perturbations,
+            "trained_steps": int(history["step"].max()) if history is not None and len(history) else None}
+
+
+def _iwelbo_section(model: Any, out: Path, *, n_particles: int, seed: int) -> dict:
+    """Held-out predictive IWELBO on the test split, else the validation split; per-cell values to CSV."""
+    split = next((s for s in ("test", "val") if (np.asarray(model.data.split) == s).any()), None)
+    if split is None:
+        return {"skipped": "no test or validation cells to evaluate held-out IWELBO on"}
+    values = model.iwelbo(split=split, n_particles=n_particles, seed=seed)
+    values.rename_axis("cell").to_frame().to_csv(out / "iwelbo_per_cell.csv")
+    return {"split": split, "n_cells": len(values), "n_particles": n_particles, "mean": float(values.mean()),
+            "sd": float(values.std()), "file": "iwelbo_per_cell.csv"}
+
+
+def _ate_frames(model: Any, out: Path, *, method: str, draws: int, samples: int, seed: int) -> dict:
+    """Data and model ATE AnnData (written to h5ad), or the reason they could not be computed."""
+    try:
+        data = data_ate(model.data, method=method)
+    except ValueError as error:
+        return {"skipped": f"no data ATE: {error}"}
+    data.obs[UNSEEN] = ~data.obs["in_train"].to_numpy(dtype=bool)
+    predicted = model.model_ate(list(data.obs_names), n_global_draws=draws, samples_per_draw=samples,
+                                method=method, interval=INTERVAL, seed=seed)
+    data.write_h5ad(out / "ate_data.h5ad")
+    predicted.write_h5ad(out / "ate_model.h5ad")
+    return {"data": data, "model": predicted}
+
+
+def _subset_columns(data: AnnData) -> tuple[str, ...]:
+    return SPLIT_COLUMNS + ((UNSEEN,) if data.obs[UNSEEN].any() else ())
+
+
+def _ate_section(model: Any, ates: dict, *, method: str, top_k: int) -> dict:
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    data = ates["data"]
+    columns = _subset_columns(data)
+    section = {"subsets": _subsets(data, columns), "model": _scores(ates["model"], data, columns, top_k)}
+    for name, predict in _baseline_makers(model.data, data, method).items():
+        try:
+            section[name] = _scores(predict(), data, columns, top_k)
+        except ValueError as error:  # a baseline that cannot be fitted or predicts nothing here
+            section[name] = {"skipped": str(error)}
+    return section
+
+
+def _baseline_makers(design: Any, data: AnnData, method: str) -> dict[str, Callable[[], AnnData]]:
+    return {
+        "control_mean": lambda: control_mean_baseline(data),
+        "training_mean": lambda: training_mean_baseline(design, data, method=method),
+        "additive": lambda: additive_baseline(design, data, method=method),
+        "linear": lambda: linear_baseline(design, data, method=method),
+    }
+
+
+def _subsets(data: AnnData, columns: tuple[str, ...]) -> dict:
+    """Size and meaning of each condition subset; ``same_as_all`` when it holds every condition."""
+    subsets = {"all": {"n_conditions": data.n_obs, "description": "every condition", "same_as_all": True}}
+    for column in columns:
+        members = data.obs[column].to_numpy(dtype=bool)
+        described = ("conditions without training cells" if column == UNSEEN
+                     else f"conditions with cells in the {column.removeprefix('in_')} split")
+        subsets[column.removeprefix("in_")] = {"n_conditions": int(members.sum()), "description": described,
+                                               "same_as_all": bool(members.all())}
+    return subsets
+
+
+def _scores(pred: AnnData, truth: AnnData, columns: tuple[str, ...], top_k: int) -> dict:
+    table = ate_metrics(pred, truth, top_k=top_k, split_columns=columns)
+    table[["n_conditions", "n_skipped"]] = table[["n_conditions", "n_skipped"]].astype(int)
+    return {subset: row.to_dict() for subset, row in table.astype(object).iterrows()}
+
+
+def _per_condition_section(ates: dict, out: Path, *, top_k: int) -> dict:
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    table = per_condition_metrics(ates["model"], ates["data"], top_k=top_k)
+    ates["per_condition"] = table
+    table.to_csv(out / "per_condition_metrics.csv")
+    return {"file": "per_condition_metrics.csv", "mean": table.mean().to_dict(), "median": table.median().to_dict()}
+
+
+def _mask_probabilities(model: Any) -> pd.DataFrame | str:
+    """q(m = 1) per perturbation and latent dimension, or why there is none (e.g. a family without a mask)."""
+    try:
+        return model.mask_probabilities()
+    except ValueError as error:
+        return str(error)
+
+
+def _truth_section(model: Any, ates: dict, mask: pd.DataFrame | str, truth: Mapping[str, Any] | None, *,
+                   method: str, top_k: int) -> dict:
+    if truth is None:
+        return {"skipped": "no simulation truth given (pass truth=adata.uns['sams_truth'] for simulated data)"}
+    reason = _true_ate_problem(model, ates, truth, method=method)
+    ate = {"coverage": {"skipped": reason}} if reason else _true_ate_section(model, ates, truth, top_k=top_k)
+    return {"mask_recovery": _mask_section(model, mask, truth), **ate}
+
+
+def _mask_section(model: Any, estimated: pd.DataFrame | str, truth: Mapping[str, Any]) -> dict:
+    if "mask" not in truth or "perturbations" not in truth:
+        return {"skipped": "the truth has no 'mask' and 'perturbations'"}
+    if isinstance(estimated, str):
+        return {"skipped": estimated}
+    names = [model.data.vocabulary.canonical(model.data.vocabulary.parse(str(n))) for n in truth["perturbations"]]
+    true_mask = pd.DataFrame(np.asarray(truth["mask"]), index=names)
+    try:
+        scores = mask_recovery(true_mask, estimated)
+    except ValueError as error:
+        return {"skipped": str(error)}
+    return {key: scores[key] for key in _SCALARS} | {"threshold": 0.5}
+
+
+def _true_ate_section(model: Any, ates: dict, truth: Mapping[str, Any], *, top_k: int) -> dict:
+    """Coverage of the true ATE by the model's intervals, and model / data ATE scored against it."""
+    vocabulary = model.data.vocabulary
+    conditions = [vocabulary.canonical(vocabulary.parse(str(c))) for c in truth["true_ate_conditions"]]
+    true = ate_anndata(np.asarray(truth["true_ate"]), conditions, model.data.var_names)
+    common = [c for c in true.obs_names if c in ates["model"].obs_names]
+    if not common:
+        return {"coverage": {"skipped": "no condition of the true ATE is among the evaluated conditions"}}
+    true, predicted = true[common].copy(), ates["model"][common]
+    coverage = interval_coverage(predicted.layers["lower"], predicted.layers["upper"], true.X)
+    width = float(np.mean(predicted.layers["upper"] - predicted.layers["lower"]))
+    return {
+        "coverage": {"interval": INTERVAL, "coverage": coverage, "n_conditions": len(common),
+                     "mean_interval_width": width},
+        "model_vs_true_ate": ate_metrics(ates["model"], true, top_k=top_k, split_columns=()).loc["all"].to_dict(),
+        "data_vs_true_ate": ate_metrics(ates["data"], true, top_k=top_k, split_columns=()).loc["all"].to_dict(),
+    }
+
+
+def _true_ate_problem(model: Any, ates: dict, truth: Mapping[str, Any], *, method: str) -> str | None:
+    if "true_ate" not in truth or "true_ate_conditions" not in truth:
+        return "the truth has no true ATE (only the count simulation stores one)"
+    if "skipped" in ates:
+        return ates["skipped"]
+    if method != "perturbseq" or np.ndim(truth["true_ate"]) != 2:
+        return f"the true ATE (perturbseq method) is not comparable with this model's {method!r} ATE"
+    if np.shape(truth["true_ate"])[1] != model.data.n_genes:
+        return (f"the true ATE has {np.shape(truth['true_ate'])[1]} genes but the model has {model.data.n_genes}; "
+                "evaluate on the simulated genes")
+    return None
+
+
+def _plots(model: Any, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int) -> dict:
+    """Write the PNG plots that apply; each entry is a file name or ``{"skipped": reason}``."""
+    makers = {
+        "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k),
+        "per_condition_metrics": lambda path: plot_metric_distribution(ates["per_condition"], path),
+        "mask_heatmap": lambda path: _plot_mask(mask, path),
+        "training_curves": lambda path: _plot_history(getattr(model, "history", None), path),
+    }
+    written = {}
+    for name, make in makers.items():
+        if name in ("ate_scatter", "per_condition_metrics") and "skipped" in ates:
+            written[name] = {"skipped": ates["skipped"]}
+            continue
+        try:
+            make(out / f"{name}.png")
+            written[name] = f"{name}.png"
+        except ValueError as error:
+            written[name] = {"skipped": str(error)}
+    return written
+
+
+def _plot_mask(mask: pd.DataFrame | str, path: Path) -> Path:
+    if isinstance(mask, str):
+        raise ValueError(mask)
+    return plot_mask_heatmap(mask, path)
+
+
+def _plot_history(history: pd.DataFrame | None, path: Path) -> Path:
+    if history is None or not len(history):
+        raise ValueError("no training history (the model was not trained in this session and none was given)")
+    return plot_training_curves(history, path)
+
+
+# ---------------------------------------------------------------- output
+
+
+def _jsonable(value: Any) -> Any:
+    """Nested dicts of plain Python scalars; NaN and infinities become None (valid JSON)."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_report(report: Mapping[str, Any]) -> str:
+    """The Markdown page of a report dict (as returned by :func:`evaluate_model`)."""
+    model, settings = report["model"], report["settings"]
+    lines = [f"# Evaluation of {model['class']} ({model['guide']} guide)", "",
+             f"{model['n_cells']} cells x {model['n_genes']} genes, {model['n_perturbations']} perturbations; "
+             f"trained steps: {model['trained_steps'] if model['trained_steps'] is not None else 'unknown'}. "
+             f"IWELBO with {settings['n_particles']} particles; model ATE from {settings['ate_draws']} x "
+             f"{settings['ate_samples_per_draw']} posterior-predictive samples ({settings['ate_method']} method); "
+             f"ATE scored against the data ATE on all cells.", ""]
+    lines += _summary_table(report) + [""] + _model_detail(report) + [""] + _truth_lines(report)
+    skipped = list(_skipped(report))
+    if skipped:
+        lines += ["", "## Not evaluated", ""] + [f"- {where}: {reason}" for where, reason in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def _table_subsets(ate: Mapping[str, Any]) -> list[str]:
+    """"all" and every non-empty subset that differs from it (identical columns would only repeat "all")."""
+    return [name for name, info in ate.get("subsets", {}).items()
+            if name == "all" or (info["n_conditions"] > 0 and not info["same_as_all"])]
+
+
+def _summary_table(report: Mapping[str, Any]) -> list[str]:
+    ate, k = report["ate"], report["settings"]["top_k"]
+    subsets = _table_subsets(ate)
+    extra = _truth_columns(report)
+    header = ["method", "IWELBO (nats/cell)"]
+    for subset in subsets:
+        header += [f"ATE r {subset}", f"ATE r top-{k} {subset}"]
+    header += ["delta r (all)", "rank (all)"] * bool(subsets) + list(extra)
+    lines = ["## Summary", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in ("model",) + BASELINES:
+        scores = ate.get(name, {})
+        if name != "model" and (not scores or "skipped" in scores):
+            continue
+        is_model = name == "model"
+        row = [_model_label(report) if is_model else name.replace("_", " ")]
+        row.append(_fmt(report["iwelbo"].get("mean"), 1) if is_model else "–")
+        for subset in subsets:
+            row += [_fmt(scores[subset]["pearson"]), _fmt(scores[subset][f"pearson_top{k}"])]
+        if subsets:
+            row += [_fmt(scores["all"]["delta_pearson"]), _fmt(scores["all"]["rank"])]
+        row += [_fmt(value) if is_model else "–" for value in extra.values()]
+        lines.append("| " + " | ".join(row) + " |")
+    if subsets:
+        same = [name for name, info in ate["subsets"].items() if name != "all" and info["same_as_all"]]
+        lines += ["", "Condition subsets: " + "; ".join(
+            f"{name} = {info['n_conditions']} ({info['description']})" for name, info in ate["subsets"].items())
+            + (f". {', '.join(same)} {'holds' if len(same) == 1 else 'hold'} every condition, so "
+               f"{'its scores equal' if len(same) == 1 else 'their scores equal'} those of all" if same else "")
+            + ". ATE r: Pearson of the flattened (conditions x genes) ATE matrices, model or baseline vs data; "
+            "delta r: mean per-condition Pearson across genes; rank: 0 is perfect; –: not applicable, or undefined "
+            "(the control mean predicts a constant 0, so its Pearson is undefined)."]
+    return lines
+
+
+def _truth_columns(report: Mapping[str, Any]) -> dict[str, float | None]:
+    """Summary-table columns that exist only with simulation truth: mask F1 / AUROC, interval coverage."""
+    truth = report["truth"]
+    if "skipped" in truth:
+        return {}
+    columns = {}
+    if "skipped" not in truth["mask_recovery"]:
+        columns |= {"mask F1": truth["mask_recovery"]["f1"], "mask AUROC": truth["mask_recovery"]["auroc"]}
+    if "skipped" not in truth["coverage"]:
+        columns[f"{int(INTERVAL * 100)}% coverage"] = truth["coverage"]["coverage"]
+    return columns
+
+
+def _model_label(report: Mapping[str, Any]) -> str:
+    return f"{report['model']['class']} ({report['model']['guide']})"
+
+
+def _model_detail(report: Mapping[str, Any]) -> list[str]:
+    scores = report["ate"].get("model", {})
+    if "skipped" in scores or "skipped" in report["ate"]:
+        return []
+    columns = list(next(iter(scores.values())))
+    lines = ["## Model ATE metrics by condition subset", "", "| subset | " + " | ".join(columns) + " |",
+             "|" + "---|" * (len(columns) + 1)]
+    for subset, row in scores.items():
+        cells = [str(row[c]) if c in ("n_conditions", "n_skipped") else _fmt(row[c]) for c in columns]
+        lines.append(f"| {subset} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _truth_lines(report: Mapping[str, Any]) -> list[str]:
+    truth = report["truth"]
+    if "skipped" in truth:
+        return []
+    lines = ["## Simulation truth", ""]
+    mask = truth["mask_recovery"]
+    if "skipped" not in mask:
+        lines.append(f"- Mask recovery (q(m) > 0.5, Hungarian-matched latent dims): precision "
+                     f"{_fmt(mask['precision'])}, recall {_fmt(mask['recall'])}, F1 {_fmt(mask['f1'])}, AUROC {_fmt(mask['auroc'])}.")
+    coverage = truth["coverage"]
+    if "skipped" not in coverage:
+        lines.append(f"- {int(INTERVAL * 100)}% credible intervals of the model ATE cover "
+                     f"{_fmt(coverage['coverage'])} of the true ATE entries ({coverage['n_conditions']} conditions; mean width "
+                     f"{_fmt(coverage['mean_interval_width'])}).")
+        model, data = truth["model_vs_true_ate"], truth["data_vs_true_ate"]
+        lines.append(f"- Against the true ATE: model ATE r {_fmt(model['pearson'])}, data ATE r "
+                     f"{_fmt(data['pearson'])} (the data ATE's sampling noise sets this ceiling).")
+    return lines
+
+
+def _skipped(node: Any, where: str = "") -> Any:
+    """(section path, reason) of every skipped entry of a report."""
+    if isinstance(node, Mapping):
+        if "skipped" in node:
+            yield where or "report", node["skipped"]
+            return
+        for key, value in node.items():
+            yield from _skipped(value, f"{where}.{key}" if where else str(key))

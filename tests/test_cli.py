@@ -1,0 +1,223 @@
+"""The ``samsvae`` command line, run as a user runs it (``python -m samsvae_pyro.cli ...`` in a subprocess).
+
+The end-to-end paths (simulate, demo, train, predict and one usage error) run in subprocesses; the
+per-command help pages and user errors run ``main(argv)`` in-process, which is the same code path
+without paying the package import (several seconds) once per case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata
+import numpy as np
+import pytest
+
+from samsvae_pyro.cli import main
+
+COMMANDS = {
+    "demo": "--steps",
+    "simulate": "--kind",
+    "download": "--cache-dir",
+    "train": "--perturbation-key",
+    "evaluate": "--n-particles",
+    "predict": "--perturbations",
+}
+SIM_KEYS = ["--perturbation-key", "perturbation", "--control-label", "non-targeting", "--split-key", "split"]
+TINY_MODEL = ["--n-latent", "3", "--n-hidden", "16", "--batch-size", "128", "--threads", "1", "--quiet"]
+
+
+def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m samsvae_pyro.cli ARGS`` in a fresh process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "samsvae_pyro.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """``main(ARGS)`` in this process: (exit status, stdout, stderr)."""
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as stop:  # argparse: --help and usage errors
+        status = stop.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
+    """Exit status 2 and exactly one stderr line, ``error: ...`` naming the fragments; no traceback."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> Path:
+    """A small count simulation with two pairs, written by ``samsvae simulate``."""
+    path = tmp_path_factory.mktemp("cli") / "sim.h5ad"
+    result = run_cli("simulate", "--out", path, "--n-perturbations", 4, "--cells-per-perturbation", 40,
+                     "--n-double", 2, "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {path}" in result.stdout and "samsvae train --adata" in result.stdout
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(simulated, tmp_path_factory) -> Path:
+    """A run directory written by ``samsvae train`` (trained briefly, evaluated cheaply)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = run_cli("train", "--adata", simulated, *SIM_KEYS, "--out", out, "--steps", 8, *TINY_MODEL,
+                     "--eval-particles", 4)
+    assert result.returncode == 0, result.stderr
+    assert "saved the model in" in result.stdout and "held-out IWELBO" in result.stdout
+    return out
+
+
+# ---------------------------------------------------------------- help
+
+
+def test_top_level_help_lists_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_each_command_has_help(capsys, command):
+    status, out, _ = run_main(capsys, command, "--help")
+    assert status == 0
+    assert out.startswith(f"usage: samsvae {command}") and COMMANDS[command] in out
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_simulate_writes_a_readable_h5ad(simulated):
+    adata = anndata.read_h5ad(simulated)
+    assert adata.shape == (7 * 40, 60)  # controls, 4 singles, 2 pairs
+    assert {"perturbation", "split"} <= set(adata.obs)
+    assert adata.uns["sams_truth"]["mask"].shape == (4, 8)
+    counts = adata.X.toarray()
+    assert (counts >= 0).all() and np.array_equal(counts, np.round(counts))
+
+
+def test_simulate_paper_kind(capsys, tmp_path):
+    path = tmp_path / "paper.h5ad"
+    status, out, err = run_main(capsys, "simulate", "--out", path, "--kind", "paper", "--n-perturbations", 2,
+                                "--cells-per-perturbation", 14)
+    assert status == 0, err
+    adata = anndata.read_h5ad(path)
+    assert adata.n_obs == 3 * 14 and "--likelihood normal" in out
+    assert not np.array_equal(adata.X, np.round(adata.X))  # continuous values
+
+
+def test_demo_writes_the_report(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--steps", 20, "--out", out, "--small", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"report: {out / 'metrics.md'}" in result.stdout and "held-out IWELBO" in result.stdout
+    assert "ATE Pearson" in result.stdout and "mask recovery" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"iwelbo", "ate", "per_condition", "truth", "plots"} <= set(metrics)
+    assert metrics["model"]["trained_steps"] == 20 and metrics["ate"]["subsets"]["unseen"]["n_conditions"] == 2
+    assert "| SAMSVAE (correlated) |" in (out / "metrics.md").read_text()
+    for name in ("ate_scatter", "per_condition_metrics", "mask_heatmap", "training_curves"):
+        assert (out / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "checkpoint.pt").is_file() and (out / "history.csv").is_file()
+
+
+def test_train_writes_model_and_report(run_dir):
+    for name in ("config.json", "checkpoint.pt", "history.csv", "metrics.json", "metrics.md", "ate_model.h5ad"):
+        assert (run_dir / name).is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["iwelbo"]["n_particles"] == 4 and metrics["model"]["trained_steps"] == 8
+    assert "f1" in metrics["truth"]["mask_recovery"]  # the simulation truth travelled in the h5ad
+
+
+def test_predict_samples_requested_conditions(simulated, run_dir, tmp_path):
+    out = tmp_path / "pred.h5ad"
+    result = run_cli("predict", run_dir, "--adata", simulated, "--perturbations", "P0", "P1+P3", "--n-cells", 5,
+                     "--out", out)
+    assert result.returncode == 0, result.stderr
+    prediction = anndata.read_h5ad(out)
+    assert prediction.n_obs == 10 and prediction.n_vars == 60
+    assert list(prediction.obs["perturbation"].value_counts().sort_index().items()) == [("P0", 5), ("P1+P3", 5)]
+    assert "counts" in prediction.layers
+
+
+def test_predict_counterfactual_and_evaluate_again(capsys, simulated, run_dir, tmp_path):
+    out = tmp_path / "cf.h5ad"
+    status, _, err = run_main(capsys, "predict", run_dir, "--adata", simulated, "--perturbations", "P2",
+                              "--mode", "counterfactual", "--out", out)
+    assert status == 0, err
+    prediction = anndata.read_h5ad(out)
+    assert prediction.n_obs == 40 and prediction.obs["source_cell"].nunique() == 40  # the 40 control cells
+    report = tmp_path / "report"
+    status, out_text, err = run_main(capsys, "evaluate", run_dir, "--adata", simulated, "--out", report,
+                                     "--n-particles", 3, "--ate-draws", 3, "--ate-samples-per-draw", 3,
+                                     "--no-plots")
+    assert status == 0, err
+    assert json.loads((report / "metrics.json").read_text())["iwelbo"]["n_particles"] == 3
+    assert not list(report.glob("*.png")) and "report:" in out_text
+
+
+def test_download_uses_a_complete_cached_file(capsys, tmp_path):
+    cached = tmp_path / "norman_2019_sc_pert.h5ad"
+    with open(cached, "wb") as handle:  # sparse file of the known size: no network needed
+        handle.truncate(1_703_064_678)
+    status, out, err = run_main(capsys, "download", "norman", "--cache-dir", tmp_path)
+    assert status == 0, err
+    assert str(cached) in out and "load_norman" in out
+
+
+# ---------------------------------------------------------------- user errors
+
+
+def test_unknown_dataset_is_a_one_line_error():
+    result = run_cli("download", "mnist")
+    assert_user_error(result.returncode, result.stderr, "invalid choice", "mnist")
+
+
+def test_train_with_a_wrong_perturbation_key(capsys, simulated, tmp_path):
+    status, _, err = run_main(capsys, "train", "--adata", simulated, "--perturbation-key", "guide",
+                              "--out", tmp_path / "run")
+    assert_user_error(status, err, "'guide'", "obs column")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_with_a_missing_file(capsys, tmp_path):
+    status, _, err = run_main(capsys, "train", "--adata", tmp_path / "nope.h5ad", *SIM_KEYS)
+    assert_user_error(status, err, "nope.h5ad", "does not exist")
+
+
+def test_train_refuses_to_overwrite_a_run(capsys, simulated, run_dir):
+    status, _, err = run_main(capsys, "train", "--adata", simulated, *SIM_KEYS, "--out", run_dir)
+    assert_user_error(status, err, "already holds a saved model", "--overwrite")
+
+
+def test_predict_unknown_perturbation(capsys, simulated, run_dir):
+    status, _, err = run_main(capsys, "predict", run_dir, "--adata", simulated, "--perturbations", "P0+XYZ")
+    assert_user_error(status, err, "'XYZ'", "not in the vocabulary")
+
+
+def test_evaluate_missing_run_dir(capsys, simulated, tmp_path):
+    status, _, err = run_main(capsys, "evaluate", tmp_path / "no_run", "--adata", simulated)
+    assert_user_error(status, err, "is not a saved run", "samsvae train")
+
+
+def test_simulate_refuses_a_wrong_suffix(capsys, tmp_path):
+    status, _, err = run_main(capsys, "simulate", "--out", tmp_path / "sim.csv")
+    assert_user_error(status, err, "should end in .h5ad")
+
+
+def test_demo_rejects_zero_steps(capsys):
+    status, _, err = run_main(capsys, "demo", "--steps", "0")
+    assert_user_error(status, err, "--steps", "positive integer")
