@@ -43,7 +43,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"(singles and pairs; pairs {', '.join(held_out)} only in the test split), seed {args.seed}")
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
     model = SAMSVAE(adata, n_latent=8, n_hidden=128, mask_prior_prob=0.1, guide="correlated",
-                    guide_kwargs={"embedding_hidden": 128}, device="cpu")
+                    guide_kwargs={"embedding_hidden": 128}, device="cpu", seed=args.seed)
     print(f"training SAMS-VAE (correlated guide) for {args.steps} steps")
     model.train(max_steps=args.steps, batch_size=256, lr=3e-3, n_particles=3, val_every=max(args.steps // 5, 1),
                 seed=args.seed, progress=not args.quiet)
@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     SAMSVAE.setup_anndata(adata, **setup)
     model = SAMSVAE(adata, n_latent=args.n_latent, guide=args.guide, likelihood=args.likelihood,
                     mask_prior_prob=args.mask_prior_prob, n_hidden=args.n_hidden, n_layers=args.n_layers,
-                    device=args.device)
+                    device=args.device, seed=args.seed)
     print(f"training SAMS-VAE ({args.guide} guide) on {adata.n_obs} cells x {adata.n_vars} genes, "
           f"{model.data.n_perturbations} perturbations, for {args.steps} steps")
     model.train(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, n_particles=args.n_particles,
