@@ -32,8 +32,9 @@ def _in_cells_plate(site: dict) -> bool:
 
 
 def _site_sum(trace: poutine.Trace, keep: Callable[[dict], bool]) -> Tensor:
-    return sum(site["log_prob"] for site in trace.nodes.values()
-               if site["type"] == "sample" and keep(site) and "log_prob" in site)
+    """Sum of the unscaled log densities (no N/B subsampling factor) of the kept sites."""
+    return sum(site["unscaled_log_prob"] for site in trace.nodes.values()
+               if site["type"] == "sample" and keep(site) and "unscaled_log_prob" in site)
 
 
 @torch.no_grad()

@@ -75,3 +75,13 @@ def test_iwelbo_increases_with_the_number_of_particles():
     assert means[0] < means[1] < means[2]
     exact = iwelbo(model, ExactGuide(A, c, torch.zeros(T, K)), [batch], n_particles=1).mean().item()
     assert means[2] <= exact + 1e-3
+
+
+def test_iwelbo_does_not_depend_on_the_batch_size():
+    model, A, c = linear_gaussian_model()
+    guide = ExactGuide(A, c, torch.tensor([[1.0, -0.5], [0.3, 2.0]]))
+    batch = data(40)
+    whole = iwelbo(model, guide, [batch], n_particles=3)
+    halves = [{**batch, **{k: batch[k][rows] for k in ("x", "D", "library", "index")}}
+              for rows in (slice(0, 20), slice(20, 40))]
+    torch.testing.assert_close(iwelbo(model, guide, halves, n_particles=3), whole, rtol=1e-4, atol=1e-4)
