@@ -28,7 +28,6 @@ from samsvae_pyro.evaluate.predictive import (
 from samsvae_pyro.evaluate.report import evaluate_model
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
-from samsvae_pyro.infer.lightning import ELBOModule, fit_lightning
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL, latent_offset
 
 SETUP_KEY = "_samsvae_setup"
@@ -154,6 +153,8 @@ class PerturbationModel:
 
     def _train_lightning(self, max_steps: int, *, devices: int, batch_size: int, seed: int, clip_norm,
                          progress: bool, process_dir, weighting: str, **elbo_options) -> pd.DataFrame:
+        from samsvae_pyro.infer.lightning import ELBOModule, fit_lightning  # Lightning is slow to import
+
         counts = torch.as_tensor(self.data.cells_per_perturbation("train"), dtype=torch.float32)
         make_loader = partial(MinibatchLoader, self.data, batch_size=batch_size, shuffle=True, seed=seed)
         with tempfile.TemporaryDirectory() as scratch:
