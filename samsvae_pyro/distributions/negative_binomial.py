@@ -54,15 +54,31 @@ class LibraryNegativeBinomial(TorchDistribution):
         return self.log_mean.exp()
 
     def log_prob(self, value: Tensor) -> Tensor:
-        log_mu = self.log_mean  # (..., B, G)
+        r"""Sum over genes of log NB(x_g; mu_g, theta_g), arranged so that few (..., B, G) tensors are built.
+
+        With log mu = log rho + log l, rho = softmax(logits), and c = log l - log theta:
+
+        .. math::
+            \log NB = \underbrace{x \log\rho - (x + \theta)\,\mathrm{softplus}(\log\rho + c)}_{\text{per particle}}
+            + \underbrace{x\,c + \log\Gamma(x + \theta) - \log\Gamma(x + 1)}_{\text{per cell}}
+            - \underbrace{\log\Gamma(\theta)}_{\text{per gene}},
+
+        using log(theta + mu) = log theta + softplus(log mu - log theta) and
+        theta log theta - (x + theta) log theta = -x log theta. Per particle, only log rho, the
+        softplus and its input are built at (..., B, G) (and the two products reduced over genes);
+        the terms that depend on the data and theta alone are computed once per cell.
+        """
+        log_rho = F.log_softmax(self.logits, -1)  # (..., B, G)
+        log_library = self.library.log().unsqueeze(-1)  # (B, 1)
         if self.log_theta is None:  # Poisson: x log mu - mu - log x!
+            log_mu = log_rho + log_library
             return (value * log_mu - log_mu.exp()).sum(-1) - torch.lgamma(value + 1).sum(-1)
         theta = self.log_theta.exp()
-        # log(theta + mu) = log theta + softplus(log mu - log theta)
-        log_theta_mu = self.log_theta + F.softplus(log_mu - self.log_theta)
-        per_particle = (value * log_mu - (value + theta) * log_theta_mu).sum(-1)
-        per_cell = (torch.lgamma(value + theta) - torch.lgamma(value + 1)).sum(-1)  # (B,)
-        per_gene = (theta * self.log_theta - torch.lgamma(theta)).sum(-1)  # ()
+        c = log_library - self.log_theta  # (B, G)
+        weight = value + theta  # (B, G)
+        per_particle = (value * log_rho).sum(-1) - (weight * F.softplus(log_rho + c)).sum(-1)
+        per_cell = (value * c + torch.lgamma(weight) - torch.lgamma(value + 1)).sum(-1)  # (B,)
+        per_gene = -torch.lgamma(theta).sum(-1)  # ()
         return per_particle + per_cell + per_gene
 
     def sample(self, sample_shape=torch.Size()) -> Tensor:

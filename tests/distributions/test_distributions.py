@@ -64,3 +64,21 @@ def test_library_negative_binomial_samples_have_the_right_mean():
     samples = d.sample((20000,))
     assert samples.shape == (20000, 1, 4)
     assert torch.allclose(samples.mean(0), torch.full((1, 4), 100.0), rtol=0.05)
+
+
+def test_library_negative_binomial_gradients_match_torch():
+    torch.manual_seed(2)
+    S, B, G = 3, 6, 9
+    logits = torch.randn(S, B, G, requires_grad=True)
+    log_theta = torch.randn(G, requires_grad=True)
+    library = torch.rand(B) * 100 + 10
+    x = torch.poisson(torch.rand(B, G) * 8)
+    weights = torch.randn(S, B)  # a generic downstream use of the per-cell log-likelihoods
+    (LibraryNegativeBinomial(logits, library, log_theta).log_prob(x) * weights).sum().backward()
+    ours = logits.grad.clone(), log_theta.grad.clone()
+    logits.grad = log_theta.grad = None
+    mu = torch.softmax(logits, -1) * library[:, None]
+    ref = NegativeBinomial(total_count=log_theta.exp(), logits=mu.log() - log_theta).log_prob(x).sum(-1)
+    (ref * weights).sum().backward()
+    assert torch.allclose(ours[0], logits.grad, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(ours[1], log_theta.grad, atol=1e-3, rtol=1e-4)
