@@ -40,10 +40,11 @@ class LibraryNegativeBinomial(TorchDistribution):
         super().__init__(batch_shape, logits.shape[-1:], validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
+        # The library is left to broadcast: expanded over particles (as Pyro's plates ask for), it
+        # would turn the once-per-cell terms of log_prob into (S, B, G) work.
         batch_shape = torch.Size(batch_shape)
-        return LibraryNegativeBinomial(
-            self.logits.expand(batch_shape + self.event_shape), self.library.expand(batch_shape), self.log_theta
-        )
+        return LibraryNegativeBinomial(self.logits.expand(batch_shape + self.event_shape), self.library,
+                                       self.log_theta)
 
     @property
     def log_mean(self) -> Tensor:
