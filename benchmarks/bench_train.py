@@ -126,7 +126,8 @@ def verify_pyro(adata, guide: str, args) -> None:
     """Check from the ops of two training steps that only what the objective needs is computed.
 
     * x is observed and never sampled (no Gamma/Poisson draws, ``LibraryNegativeBinomial.sample`` unused);
-    * the data-only NB terms (log-gamma functions) are computed on (B, G), not on (S, B, G);
+    * the data-only NB terms (log-gamma functions, library and dispersion) are computed on (B, G),
+      not on (S, B, G);
     * the encoder's expression block is a (B, G) x (G, H) product, not one per particle.
     """
     from torch.profiler import ProfilerActivity, profile
@@ -153,6 +154,8 @@ def verify_pyro(adata, guide: str, args) -> None:
         f"log-gamma terms only on (B, G) = {(B, G)}, seen {sorted(gammas)}": gammas <= {(B, G), (G,)},
         f"encoder expression block on (B, G), never on (S * B, G); seen {sorted({s[1] for s in expression})}":
             any(shapes[1] == (B, G) for shapes in expression) and all(shapes[1] != (S * B, G) for shapes in expression),
+        "library and dispersion terms never broadcast over particles (no (S, B, 1) op (G,))": not any(
+            (S, B, 1) in shapes and (G,) in shapes for _, shapes in ops),
         "decoder runs on the S x B particle-cells": any(
             name == "aten::addmm" and (S * B, H) in shapes and (H, G) in shapes for name, shapes in ops),
     }
