@@ -20,7 +20,7 @@ from typing import Literal, TypedDict
 from torch import Tensor
 
 Likelihood = Literal["nb", "poisson", "normal"]
-GuideName = Literal["correlated", "mean_field"]
+GuideName = Literal["correlated", "mean_field", "svae_plus", "conditional"]
 EstimatorName = Literal["trace", "mean_field", "tracegraph"]
 Weighting = Literal["plated", "per_perturbation"]
 Encoding = Literal["sum", "unique"]

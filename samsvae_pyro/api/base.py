@@ -21,17 +21,18 @@ from samsvae_pyro.api.device import choose_device
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
 from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
 from samsvae_pyro.evaluate.iwelbo import iwelbo
-from samsvae_pyro.evaluate.posterior import guide_trace, site_mean
+from samsvae_pyro.evaluate.posterior import guide_trace, replay_model, site_mean
 from samsvae_pyro.evaluate.predictive import (
     TARGET_LIBRARY, local_posterior, model_ate_draws, sample_globals, sample_x, summarise_draws,
 )
 from samsvae_pyro.evaluate.report import evaluate_model
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
-from samsvae_pyro.models.plates import E, MASK, Z_BASAL, latent_offset
+from samsvae_pyro.models.plates import E, MASK, Z_BASAL
 
 SETUP_KEY = "_samsvae_setup"
 CHECKPOINT, CONFIG = "checkpoint.pt", "config.json"
+ENCODER_SIZES = ("n_hidden", "n_layers", "activation")  # registered guides copy these from the decoder
 
 
 class PerturbationModel:
@@ -45,6 +46,8 @@ class PerturbationModel:
         Registered guide name, guide module, or factory (see :mod:`samsvae_pyro.guides`).
     guide_kwargs
         Options of a registered guide (e.g. ``use_offset``, ``mask_temperature``, ``embedding_hidden``).
+        A registered guide sizes its encoder like the decoder (``n_hidden``, ``n_layers``, ``activation``
+        of the model, as in the paper) unless these say otherwise.
     device
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; chosen once, everything lives there.
     seed
@@ -58,6 +61,8 @@ class PerturbationModel:
         self.model_kwargs = model_kwargs
         self.data = build_perturbation_data(adata, **self.setup,
                                             count_data=model_kwargs.get("likelihood", "nb") != "normal")
+        if isinstance(guide, str):
+            guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
         with _seeded(seed, torch.device("cpu")):
             self.model = self._build_model(**model_kwargs)
@@ -77,16 +82,20 @@ class PerturbationModel:
         cls, adata: ad.AnnData, *, perturbation_key: str | None = None, control_label: str = "control",
         layer: str | None = None, split_key: str | None = None, delimiter: str = "+",
         dosage_columns: str | list[str] | None = None, control_pattern: str | None = None,
-        encoding: str = "sum", split_seed: int = 0,
+        encoding: str = "sum", split_seed: int = 0, vocabulary: str = "train",
     ) -> None:
         """Register where the counts, perturbation labels and splits live (validated now).
 
         Writes one entry, ``adata.uns["_samsvae_setup"]``; the data itself is not modified.
-        See :func:`samsvae_pyro.data.build_perturbation_data` for the arguments.
+        See :func:`samsvae_pyro.data.build_perturbation_data` for the arguments. ``vocabulary="all"``
+        gives every observed condition (``encoding="unique"``) or perturbation (``"sum"``) its own
+        column even without training cells, as in the paper's unique-encoding runs: such a column is
+        learned from the prior only, so predictions for it show what the prior alone implies.
         """
         setup = dict(perturbation_key=perturbation_key, control_label=control_label, layer=layer,
                      split_key=split_key, delimiter=delimiter, dosage_columns=dosage_columns,
-                     control_pattern=control_pattern, encoding=encoding, split_seed=split_seed)
+                     control_pattern=control_pattern, encoding=encoding, split_seed=split_seed,
+                     vocabulary=vocabulary)
         build_perturbation_data(adata, **setup, count_data=False)
         adata.uns[SETUP_KEY] = {k: v for k, v in setup.items() if v is not None}
 
@@ -189,7 +198,7 @@ class PerturbationModel:
     @torch.no_grad()
     def get_latent_representation(self, adata: ad.AnnData | None = None, *, kind: str = "basal",
                                   n_samples: int = 10, batch_size: int = 512) -> np.ndarray:
-        """Posterior mean latents per cell: ``"basal"`` (z_basal) or ``"perturbed"`` (z_basal + d (E * M)).
+        """Posterior mean latents per cell: ``"basal"`` (z_basal) or ``"perturbed"`` (the model's z, e.g. z_basal + d (E * M)).
 
         Shapes: returns (N, K) for the cells of ``adata`` (default: the training AnnData).
         """
@@ -199,10 +208,10 @@ class PerturbationModel:
         out = []
         for batch in self.loader(np.arange(data.n_cells), batch_size=batch_size, data=data):
             trace = guide_trace(self.guide, batch, n_samples)
-            z = trace.nodes[Z_BASAL]["value"]  # (S, B, K)
-            if kind == "perturbed":
-                mask = trace.nodes[MASK]["value"] if MASK in trace.nodes else None
-                z = z + latent_offset(batch["D"], trace.nodes[E]["value"], mask)
+            if kind == "basal":
+                z = trace.nodes[Z_BASAL]["value"]  # (S, B, K)
+            else:  # the latent state the model computes from the guide's draws (its return value)
+                z = replay_model(self.model, trace, batch, n_samples).nodes["_RETURN"]["value"]
             out.append(z.mean(0).cpu().numpy())
         return np.concatenate(out)
 

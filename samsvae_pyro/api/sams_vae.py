@@ -43,10 +43,7 @@ class SAMSVAE(PerturbationModel):
     def __init__(self, adata, *, n_latent: int = 10, guide="correlated", likelihood: str = "nb",
                  mask_prior: str = "bernoulli", mask_prior_prob: float = 0.01, n_hidden: int = 400,
                  n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
-        guide_kwargs = kwargs.pop("guide_kwargs", None)
-        if isinstance(guide, str):  # the paper sizes the encoder like the decoder
-            guide_kwargs = {"n_hidden": n_hidden, "n_layers": n_layers, "activation": activation, **(guide_kwargs or {})}
-        super().__init__(adata, guide=guide, guide_kwargs=guide_kwargs, n_latent=n_latent, likelihood=likelihood,
+        super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood,
                          mask_prior=mask_prior, mask_prior_prob=mask_prior_prob, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 

@@ -25,6 +25,10 @@ Deliberate choices beyond the spec:
 - With a ``reference``, the new data need not contain control cells and may have extra genes
   (they are dropped); the label rules (control label, delimiter, pattern, encoding) are the
   reference vocabulary's.
+- The columns of D come from the training cells (``vocabulary="train"``, default), so every
+  column is learned from data. ``vocabulary="all"`` takes them from every non-excluded cell, as
+  the paper's unique-encoding runs do: a held-out combination then has its own column, fitted to
+  the prior only, and the model can predict it only from that prior.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from samsvae_pyro.data.labels import (
 from samsvae_pyro.data.splits import SPLIT_DTYPE, SPLITS, random_split
 
 STD_FLOOR = 1e-2
+VOCABULARY_SCOPES = ("train", "all")
 _CHUNK_VALUES = 1 << 22  # values per chunk for validation and statistics
 
 Matrix = sp.csr_matrix | np.ndarray
@@ -186,6 +191,7 @@ def build_perturbation_data(
     encoding: Encoding = "sum",
     count_data: bool = True,
     reference: PerturbationData | None = None,
+    vocabulary: Literal["train", "all"] = "train",
 ) -> PerturbationData:
     """Validated perturbation design of an AnnData.
 
@@ -226,6 +232,10 @@ def build_perturbation_data(
     reference
         Design of the training data whose vocabulary, gene order and statistics are reused
         (only its ``vocabulary``, ``var_names``, ``x_mean``, ``x_std``, ``x_transform`` are read).
+    vocabulary
+        Which cells define the columns of D: ``"train"`` (the training split) or ``"all"`` (every
+        cell not in the "excluded" split, so conditions without training cells get untrained
+        columns; the paper's unique-encoding setting). Ignored with a ``reference``.
 
     Returns
     -------
@@ -240,6 +250,11 @@ def build_perturbation_data(
     >>> data.dosages.shape
     (80, 3)
     """
+    if vocabulary not in VOCABULARY_SCOPES:
+        raise ValueError(
+            f"vocabulary={vocabulary!r} is not one of {VOCABULARY_SCOPES}: 'train' builds the columns "
+            "of D from the training cells, 'all' from every non-excluded cell."
+        )
     rules = _label_rules(
         reference,
         perturbation_key=perturbation_key,
@@ -257,15 +272,15 @@ def build_perturbation_data(
     counts, var_names = _aligned_counts(adata, layer, reference)
     _validate_values(counts, count_data=count_data, source=_source_name(layer))
     if reference is None:
-        vocabulary = _training_vocabulary(codes, members, split, rules)
+        columns = _training_vocabulary(codes, members, split, rules, scope=vocabulary)
     else:
-        vocabulary = reference.vocabulary
-    dosages, labels = _encode_cells(codes, members, split, vocabulary)
+        columns = reference.vocabulary
+    dosages, labels = _encode_cells(codes, members, split, columns)
     x_mean, x_std, transform = _statistics(counts, split, count_data, reference)
     return PerturbationData(
         counts=counts,
         dosages=dosages,
-        vocabulary=vocabulary,
+        vocabulary=columns,
         labels=labels,
         library_size=np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel().astype(np.float32),
         split=split,
@@ -420,15 +435,18 @@ def _training_vocabulary(
     members: list[tuple[str, ...]],
     split: np.ndarray,
     rules: PerturbationVocabulary,
+    *,
+    scope: str = "train",
 ) -> PerturbationVocabulary:
-    train_codes = np.unique(codes[split == "train"])
-    if len(train_codes) == 0:
+    """Columns of D from the training cells (``scope="train"``) or from every non-excluded cell ("all")."""
+    if not (split == "train").any():
         raise ValueError(
             "The 'train' split is empty, so no vocabulary can be built. Put cells in the training "
             "split (split_key / split function), or pass reference= to reuse a training design."
         )
+    chosen = split == "train" if scope == "train" else split != "excluded"
     vocabulary = PerturbationVocabulary.from_members(
-        [members[c] for c in train_codes],
+        [members[c] for c in np.unique(codes[chosen])],
         control_label=rules.control_label,
         delimiter=rules.delimiter,
         encoding=rules.encoding,
@@ -456,8 +474,9 @@ def _encode_cells(
             f"Condition(s) {format_names(bad)} of non-excluded cells use perturbations unknown to "
             f"the vocabulary ({vocabulary.encoding!r} encoding, built on the training data): "
             f"{format_names(vocabulary.unknown([members[c] for c in used]))}. Put cells of these "
-            "conditions in the training split, or use encoding='sum' so that combinations of "
-            "single perturbations seen in training are allowed."
+            "conditions in the training split, use encoding='sum' so that combinations of "
+            "single perturbations seen in training are allowed, or pass vocabulary='all' to give "
+            "them untrained columns (predicted from the prior only)."
         )
     encodable = [() if u else m for m, u in zip(members, unknown, strict=True)]
     labels = np.array([vocabulary.canonical(m) for m in members], dtype=object)

@@ -23,7 +23,7 @@ from pyro import poutine
 from torch import Tensor
 
 from samsvae_pyro._typing import Batch
-from samsvae_pyro.evaluate.predictive import local_posterior, sample_globals
+from samsvae_pyro.evaluate.predictive import GlobalDraws, local_posterior, sample_globals
 from samsvae_pyro.models.plates import CELLS, particles_plate
 
 
@@ -31,28 +31,30 @@ def _in_cells_plate(site: dict) -> bool:
     return any(frame.name == CELLS for frame in site["cond_indep_stack"])
 
 
-def _site_sum(trace: poutine.Trace, keep: Callable[[dict], bool]) -> Tensor:
-    """Sum of the unscaled log densities (no N/B subsampling factor) of the kept sites."""
-    return sum(site["unscaled_log_prob"] for site in trace.nodes.values()
-               if site["type"] == "sample" and keep(site) and "unscaled_log_prob" in site)
+def _site_sum(trace: poutine.Trace, keep: Callable[[dict], bool], start: Tensor | float = 0.0) -> Tensor:
+    """``start`` plus the unscaled log densities (no N/B subsampling factor) of the kept sites."""
+    return sum((site["unscaled_log_prob"] for site in trace.nodes.values()
+                if site["type"] == "sample" and keep(site) and "unscaled_log_prob" in site), start)
 
 
 @torch.no_grad()
-def log_weights(model: Callable, guide: Callable, batch: Batch, globals_: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+def log_weights(model: Callable, guide: Callable, batch: Batch, globals_: GlobalDraws) -> tuple[Tensor, Tensor]:
     """Per-cell log importance weights and the per-draw global log-ratio.
 
     Shapes
     ------
-    globals_ : each (S, T, K); returns (S, B) local weights and (S,) log p(globals) - log q(globals).
+    globals_ : each (S, T, K); returns (S, B) local weights and (S,) log p(globals) - log q(globals)
+    (zeros for a family without global sites).
     """
     guide_tr = local_posterior(guide, batch, globals_)
-    with particles_plate(len(next(iter(globals_.values())))):
+    with particles_plate(globals_.n_draws):
         model_tr = poutine.trace(poutine.replay(poutine.condition(model, data=globals_), trace=guide_tr)).get_trace(batch)
     model_tr.compute_log_prob()
     guide_tr.compute_log_prob()
     local = _site_sum(model_tr, _in_cells_plate) - _site_sum(guide_tr, lambda s: _in_cells_plate(s) and not s["is_observed"])
     is_global = lambda s: not _in_cells_plate(s) and s["name"] in globals_  # noqa: E731
-    global_ratio = _site_sum(model_tr, is_global) - _site_sum(guide_tr, is_global)
+    zeros = local.new_zeros(len(local), 1)  # (S, 1): the ratio when there are no global sites
+    global_ratio = _site_sum(model_tr, is_global, zeros) - _site_sum(guide_tr, is_global)  # (S, T)
     return local, global_ratio.reshape(len(local), -1).sum(-1)
 
 

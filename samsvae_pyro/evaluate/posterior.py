@@ -19,6 +19,16 @@ def guide_trace(guide: Callable, batch: Batch, n_samples: int) -> poutine.Trace:
         return poutine.trace(guide).get_trace(batch)
 
 
+@torch.no_grad()
+def replay_model(model: Callable, trace: poutine.Trace, batch: Batch, n_samples: int) -> poutine.Trace:
+    """Trace of ``model(batch)`` with its latent sites replayed from a guide trace of ``n_samples`` draws.
+
+    The model's return value (its latent state z) is the node ``"_RETURN"``.
+    """
+    with particles_plate(n_samples):
+        return poutine.trace(poutine.replay(model, trace=trace)).get_trace(batch)
+
+
 def site_mean(trace: poutine.Trace, site: str) -> Tensor:
     """Posterior mean of a site, averaging the guide distribution's mean over the traced particles.
 

@@ -22,18 +22,30 @@ from samsvae_pyro.models.plates import GLOBAL_SITES, X, Z_BASAL, particles_plate
 TARGET_LIBRARY = 1e4
 
 
-def sample_globals(guide: Callable, batch: Batch, n_draws: int) -> dict[str, Tensor]:
+class GlobalDraws(dict):
+    """Values of the global sites for ``n_draws`` independent draws, each (n_draws, T, K), by site name.
+
+    A dict (for ``poutine.condition``) that also knows the number of draws, which a family without
+    global sites (the conditional VAE: an empty dict) still needs.
+    """
+
+    def __init__(self, values: dict[str, Tensor], n_draws: int):
+        super().__init__(values)
+        self.n_draws = n_draws
+
+
+def sample_globals(guide: Callable, batch: Batch, n_draws: int) -> GlobalDraws:
     """n_draws independent draws of the global sites from the guide. Shapes: each (n_draws, T, K)."""
     trace = guide_trace(guide, batch, n_draws)
-    return {name: trace.nodes[name]["value"] for name in GLOBAL_SITES if name in trace.nodes}
+    return GlobalDraws({name: trace.nodes[name]["value"] for name in GLOBAL_SITES if name in trace.nodes}, n_draws)
 
 
-def _take(globals_: dict[str, Tensor], rows: slice) -> dict[str, Tensor]:
-    return {name: value[rows] for name, value in globals_.items()}
+def _take(globals_: GlobalDraws, rows: slice) -> GlobalDraws:
+    return GlobalDraws({name: value[rows] for name, value in globals_.items()}, rows.stop - rows.start)
 
 
 @torch.no_grad()
-def sample_x(model: Callable, globals_: dict[str, Tensor], D: Tensor, library: Tensor,
+def sample_x(model: Callable, globals_: GlobalDraws, D: Tensor, library: Tensor,
              z_basal: Tensor | None = None) -> Tensor:
     """x ~ p(x | z_basal, D, globals) with z_basal from the prior unless given.
 
@@ -41,7 +53,7 @@ def sample_x(model: Callable, globals_: dict[str, Tensor], D: Tensor, library: T
     ------
     globals_ : each (R, T, K); D : (C, T); library : (C,); z_basal : (R, C, K) or None; returns (R, C, G).
     """
-    n_draws, n_cells = next(iter(globals_.values())).shape[0], D.shape[0]
+    n_draws, n_cells = globals_.n_draws, D.shape[0]
     data = dict(globals_) if z_basal is None else {**globals_, Z_BASAL: z_basal}
     batch = {"x": None, "D": D, "library": library, "n_cells": n_cells,
              "index": torch.arange(n_cells, device=D.device)}
@@ -51,10 +63,9 @@ def sample_x(model: Callable, globals_: dict[str, Tensor], D: Tensor, library: T
 
 
 @torch.no_grad()
-def local_posterior(guide: Callable, batch: Batch, globals_: dict[str, Tensor]) -> poutine.Trace:
+def local_posterior(guide: Callable, batch: Batch, globals_: GlobalDraws) -> poutine.Trace:
     """Trace of the guide on ``batch`` with its global sites fixed to ``globals_`` (one particle per draw)."""
-    n_draws = next(iter(globals_.values())).shape[0]
-    with particles_plate(n_draws):
+    with particles_plate(globals_.n_draws):
         return poutine.trace(poutine.condition(guide, data=globals_)).get_trace(batch)
 
 
@@ -64,7 +75,7 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 
 
 @torch.no_grad()
-def mean_transformed(model: Callable, globals_: dict[str, Tensor], D: Tensor, *, replicates: int,
+def mean_transformed(model: Callable, globals_: GlobalDraws, D: Tensor, *, replicates: int,
                      transform: Callable[[Tensor], Tensor], max_elements: float = 2e7) -> Tensor:
     """E[f(x)] per global draw and condition, averaging ``replicates`` (z_basal, x) samples.
 
@@ -72,7 +83,7 @@ def mean_transformed(model: Callable, globals_: dict[str, Tensor], D: Tensor, *,
     ------
     D : (C, T) condition dosages; returns (R, C, G) for R global draws.
     """
-    n_draws, n_conditions = next(iter(globals_.values())).shape[0], D.shape[0]
+    n_draws, n_conditions = globals_.n_draws, D.shape[0]
     G = model.n_genes
     per_condition = replicates * G
     cond_chunk = int(max(1, min(n_conditions, max_elements // per_condition)))

@@ -1,16 +1,18 @@
-"""Guides (variational families) for SAMS-VAE, and the contract a user-written guide must meet.
+"""Guides (variational families) for SAMS-VAE and its comparison models, and the guide contract.
 
 The guide contract
 ------------------
 A guide is a callable ``guide(batch)`` that takes the same :class:`~samsvae_pyro._typing.Batch` as
 the model and samples exactly the model's latent sites (``E``, ``mask``, ``z_basal``, plus
-``mask_prob`` for the Beta-Bernoulli prior; names in :mod:`samsvae_pyro.models.plates`), using the
+``mask_prob`` for the Beta-Bernoulli prior; CPA-VAE has no ``mask``, SVAE+ no ``E``, the conditional
+VAE only ``z_basal``; names in :mod:`samsvae_pyro.models.plates`), using the
 same plates: globals in ``perturbations_plate(T)``, locals in ``cells_plate(batch)`` (which carries
 the subsampling). Everything a guide learns must be a parameter of a ``torch.nn.Module`` (a
 ``PyroModule`` or an autoguide), so that the trainer can optimise it.
 
-``SAMSVAE(adata, guide=...)`` accepts a registered name (``"correlated"``, ``"mean_field"``), a
-guide instance, or a factory ``factory(model, *, x_mean, x_std, input_transform) -> guide``.
+``SAMSVAE(adata, guide=...)`` (and every family's class) accepts a registered name (``"correlated"``,
+``"mean_field"`` for SAMS-VAE and CPA-VAE; ``"svae_plus"``; ``"conditional"``), a guide instance, or a
+factory ``factory(model, *, x_mean, x_std, input_transform) -> guide``.
 The guide is traced once against the model at construction; missing or extra sites are an error.
 """
 
@@ -26,10 +28,15 @@ from samsvae_pyro._typing import Batch
 from samsvae_pyro.guides.base import SAMSGuide
 from samsvae_pyro.guides.components import BasalEncoder, MaskPosterior
 from samsvae_pyro.guides.compose import ComposedGuide
+from samsvae_pyro.guides.conditional import ConditionalGuide
 from samsvae_pyro.guides.correlated import CorrelatedGuide
 from samsvae_pyro.guides.mean_field import MeanFieldGuide
+from samsvae_pyro.guides.svae_plus import SVAEPlusGuide
 
-GUIDES: dict[str, type[SAMSGuide]] = {"correlated": CorrelatedGuide, "mean_field": MeanFieldGuide}
+GUIDES: dict[str, type[torch.nn.Module]] = {
+    "conditional": ConditionalGuide, "correlated": CorrelatedGuide, "mean_field": MeanFieldGuide,
+    "svae_plus": SVAEPlusGuide,
+}
 
 
 def make_guide(guide, model, *, x_mean, x_std, input_transform: str, **guide_kwargs) -> torch.nn.Module:
@@ -70,6 +77,6 @@ def check_guide(model: Callable, guide: Callable, batch: Batch) -> None:
 
 
 __all__ = [
-    "GUIDES", "BasalEncoder", "ComposedGuide", "CorrelatedGuide", "MaskPosterior", "MeanFieldGuide",
-    "SAMSGuide", "check_guide", "latent_sites", "make_guide",
+    "GUIDES", "BasalEncoder", "ComposedGuide", "ConditionalGuide", "CorrelatedGuide", "MaskPosterior",
+    "MeanFieldGuide", "SAMSGuide", "SVAEPlusGuide", "check_guide", "latent_sites", "make_guide",
 ]

@@ -43,7 +43,8 @@ class MaskPosterior(nn.Module):
         if gradient not in ("straight_through", "score"):
             raise ValueError(f"mask_gradient={gradient!r} is not supported; choose 'straight_through' or 'score'.")
         self.mask_prior, self.temperature, self.gradient = mask_prior, temperature, gradient
-        self.logits = nn.Parameter(torch.full((n_perturbations, n_latent), float(init_logit)))
+        if mask_prior is not None:  # no parameters when M is fixed to one
+            self.logits = nn.Parameter(torch.full((n_perturbations, n_latent), float(init_logit)))
         if mask_prior == "beta_bernoulli":
             self.prob_logits = nn.Parameter(torch.zeros(n_perturbations, n_latent))
 
@@ -63,7 +64,7 @@ class MaskPosterior(nn.Module):
 
 
 class BasalEncoder(nn.Module):
-    """q(z_basal_i | x~_i, d_i (E * M)) = Normal(mu(u_i), sigma(u_i)), sigma^2 = exp(logvar) + 1e-4.
+    """q(z_basal_i | x~_i, c_i) = Normal(mu(u_i) - s_i, sigma(u_i)), sigma^2 = exp(logvar) + 1e-4, u_i = [x~_i, c_i].
 
     x~ = (t(x) - mean_train) / sd_train per gene, with t = log1p for counts and the identity otherwise.
     The expression block of the first layer is computed once per cell and shared by all particles.
@@ -75,18 +76,22 @@ class BasalEncoder(nn.Module):
     input_transform
         ``"log1p"`` or ``"identity"``.
     use_offset
-        Feed the latent offset d_i (E * M) of the same particle (default) or only x~ ("mean_field_encoder").
+        Feed a conditioning block c_i (default: the latent offset d_i (E * M) of the same particle) or
+        only x~ ("mean_field_encoder").
+    condition_dim
+        Width of c_i: K for the latent offset (default), T for the dosages d_i (conditional VAE).
     """
 
     def __init__(
         self, n_latent: int, *, x_mean: Tensor, x_std: Tensor, input_transform: str = "log1p",
-        use_offset: bool = True, n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu",
+        use_offset: bool = True, condition_dim: int | None = None, n_hidden: int = 400, n_layers: int = 1,
+        activation: str = "leaky_relu",
     ):
         super().__init__()
         self.input_transform, self.use_offset = input_transform, use_offset
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
         self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32))
-        in_dims = (len(self.x_mean), n_latent) if use_offset else (len(self.x_mean),)
+        in_dims = (len(self.x_mean), condition_dim or n_latent) if use_offset else (len(self.x_mean),)
         self.net = MLP(in_dims, 2 * n_latent, n_hidden=n_hidden, n_layers=n_layers, activation=activation)
 
     def normalise(self, x: Tensor) -> Tensor:
@@ -94,9 +99,14 @@ class BasalEncoder(nn.Module):
         u = torch.log1p(x) if self.input_transform == "log1p" else x
         return (u - self.x_mean) / self.x_std
 
-    def forward(self, batch: Batch, offset: Tensor) -> Tensor:
-        """Sample z_basal in the cells plate. Shapes: offset (..., B, K); returns (..., B, K)."""
+    def forward(self, batch: Batch, offset: Tensor | None, *, shift: Tensor | None = None) -> Tensor:
+        """Sample z_basal in the cells plate, its mean moved by ``-shift`` when given (SVAE+).
+
+        Shapes: offset (the block c_i) (..., B, K or T); shift (..., B, K); returns (..., B, K).
+        """
         out = self.net(self.normalise(batch["x"]), offset if self.use_offset else None)
         loc, scale = gaussian_params(out)
+        if shift is not None:
+            loc = loc - shift
         with cells_plate(batch):
             return pyro.sample(Z_BASAL, dist.Normal(loc, scale).to_event(1))

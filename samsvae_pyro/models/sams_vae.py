@@ -107,6 +107,10 @@ class SAMSVAEModel(PyroModule):
             prob = pyro.sample(MASK_PROB, self.mask_prob_prior())
         return pyro.sample(MASK, dist.Bernoulli(probs=prob).to_event(1))
 
+    def sample_embedding(self) -> Tensor:
+        """Sample E inside the perturbations plate. Returns (..., T, K)."""
+        return pyro.sample(E, self.embedding_prior())
+
     def forward(self, batch: Batch) -> Tensor:
         """Run the generative program on a batch (x observed, or sampled when ``batch["x"] is None``).
 
@@ -114,7 +118,7 @@ class SAMSVAEModel(PyroModule):
         """
         with perturbations_plate(self.n_perturbations):
             mask = self.sample_mask()  # (S, T, K)
-            embedding = pyro.sample(E, self.embedding_prior())  # (S, T, K)
+            embedding = self.sample_embedding()  # (S, T, K)
         with cells_plate(batch):
             z_basal = pyro.sample(Z_BASAL, self.basal_prior())  # (S, B, K)
             z = z_basal + latent_offset(batch["D"], embedding, mask)
