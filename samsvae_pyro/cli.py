@@ -1,4 +1,4 @@
-"""The ``samsvae`` command line: demo, simulate, download, train, evaluate, predict.
+"""The ``samsvae`` command line: demo, simulate, download, train, evaluate, predict, interpret.
 
 Run ``samsvae <command> --help`` for the options of each command. A user mistake (a missing file,
 an obs column that does not exist, a perturbation unknown to the model...) ends with one line
@@ -79,13 +79,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = _new_file(args.out, ".h5ad", overwrite=args.overwrite)
     if args.kind == "counts":
         adata = simulate_counts(n_perturbations=args.n_perturbations or 12, n_double=args.n_double,
-                                cells_per_perturbation=args.cells_per_perturbation or 200, seed=args.seed)
+                                cells_per_perturbation=args.cells_per_perturbation or 200, n_groups=args.n_groups,
+                                seed=args.seed)
         keys = "--perturbation-key perturbation --control-label non-targeting --split-key split"
     else:
         if args.n_double:
             raise ValueError("--n-double applies to --kind counts only; the paper simulation has single perturbations.")
         cells = args.cells_per_perturbation or 700
-        adata = simulate_paper(n_perturbations=args.n_perturbations or 100, seed=args.seed,
+        adata = simulate_paper(n_perturbations=args.n_perturbations or 100, seed=args.seed, n_groups=args.n_groups,
                                cells_per_perturbation=(round(cells * 5 / 7), round(cells / 7), round(cells / 7)))
         keys = "--perturbation-key perturbation --control-label control --split-key split --likelihood normal"
     adata.write_h5ad(out)
@@ -164,6 +165,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {prediction.n_obs} predicted cells x {prediction.n_vars} genes ({args.mode}; "
           + ", ".join(f"{label}: {counts[label]}" for label in args.perturbations) + ")")
     print("X: log1p of counts normalised to 1e4; layers['counts']: sampled counts; obs['perturbation']: label")
+    return 0
+
+
+def cmd_interpret(args: argparse.Namespace) -> int:
+    from samsvae_pyro.interpret import groups_from_pathways, interpret_model, read_groups
+
+    if args.groups and args.pathways:
+        raise ValueError("give either --groups FILE or --pathways, not both.")
+    groups = read_groups(args.groups) if args.groups else None
+    model, adata = load_run(args.run_dir, args.adata, device=args.device)
+    if args.pathways:
+        target_key = None if args.target_key.lower() == "none" else args.target_key
+        groups = groups_from_pathways(adata, model.data.vocabulary.perturbations,
+                                      perturbation_key=model.setup.get("perturbation_key"), target_key=target_key)
+        print(f"pathways: {len(groups)} of {len(adata.uns['pathways'])} have perturbed members")
+    elif groups is None and "groups" in adata.uns.get("sams_truth", {}):
+        groups = adata.uns["sams_truth"]["groups"]
+        print("scoring against the simulation's true groups (uns['sams_truth']['groups'])")
+    out = Path(args.out) if args.out else Path(args.run_dir)
+    report = interpret_model(model, out, groups=groups, source=args.source, metric=args.metric,
+                             n_clusters=args.n_clusters, n_permutations=args.n_permutations, n_samples=args.n_samples,
+                             n_basal=args.n_basal, top_n=args.top_n, plots=not args.no_plots, seed=args.seed,
+                             log=lambda line: print(line, flush=True))
+    print(f"wrote interpret.json and {len(report['files'])} tables and plots to {out}; "
+          f"{report['n_clusters_found']} clusters of {report['n_perturbations']} perturbations")
+    grouping = report["grouping"]
+    if "skipped" not in grouping:
+        for name in ("auroc", "ari"):
+            row = grouping[name]
+            print(f"grouping {name.upper()} {_number(row['observed'])} vs permutation null "
+                  f"{_number(row['null_mean'])} +- {_number(row['null_sd'])} (z {_number(row['z_score'])}, "
+                  f"p {row['p_value']:.3g}; {grouping['n_grouped']} perturbations in {grouping['n_groups']} groups)")
     return 0
 
 
@@ -274,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(commands)
     _evaluate_parser(commands)
     _predict_parser(commands)
+    _interpret_parser(commands)
     return parser
 
 
@@ -307,6 +341,9 @@ def _simulate_parser(commands) -> None:
     sub.add_argument("--cells-per-perturbation", type=_positive, default=None,
                      help="cells per condition (default 200 for counts; 700 for paper, split 500/100/100)")
     sub.add_argument("--n-double", type=_non_negative, default=0, help="double perturbations A+B (counts only)")
+    sub.add_argument("--n-groups", type=_non_negative, default=0,
+                     help="groups of perturbations sharing latent dims and signs, stored in uns['sams_truth']"
+                          "['groups'] (default 0: none)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
 
@@ -379,6 +416,36 @@ def _predict_parser(commands) -> None:
     sub.add_argument("--source", default=None, help="counterfactual source cells (.h5ad, same genes)")
     sub.add_argument("--n-cells", type=_positive, default=100, help="cells per perturbation (generative)")
     sub.add_argument("--out", default=None, help="output .h5ad (default RUN_DIR/predictions.h5ad)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _interpret_parser(commands) -> None:
+    sub = _command(commands, "interpret", cmd_interpret, "Latent structure of a saved run: perturbation similarity "
+                   "and clusters, a grouping score against a permutation null, and what each latent dim does.")
+    sub.add_argument("run_dir", help="directory written by `samsvae train` or `samsvae demo`")
+    sub.add_argument("--adata", required=True, help="the .h5ad the run was trained on")
+    grouping = sub.add_argument_group("grouping (default: uns['sams_truth']['groups'] of a grouped simulation)")
+    grouping.add_argument("--groups", default=None, metavar="FILE",
+                          help=".json {group: [perturbations]} or .csv/.tsv with columns perturbation, group")
+    grouping.add_argument("--pathways", action="store_true",
+                          help="group perturbations by the adata's uns['pathways'] (complex -> target genes)")
+    grouping.add_argument("--target-key", default="gene",
+                          help="obs column of each cell's target gene for --pathways (default 'gene'; "
+                               "'none': perturbation names are the genes)")
+    sub.add_argument("--source", choices=("effects", "mask"), default="effects",
+                     help="compare posterior mean effects E * M (default) or mask probabilities q(m = 1)")
+    sub.add_argument("--metric", choices=("cosine", "correlation"), default="cosine")
+    sub.add_argument("--n-clusters", type=_positive, default=None,
+                     help="clusters (default: the number of groups, else a cut at average similarity 0.5)")
+    sub.add_argument("--n-permutations", type=_positive, default=1000, help="permutations of the null (default 1000)")
+    sub.add_argument("--n-samples", type=_positive, default=100, help="posterior draws of (E, M) (default 100)")
+    sub.add_argument("--n-basal", type=_positive, default=256,
+                     help="basal states averaged by the decoder response (default 256)")
+    sub.add_argument("--top-n", type=_positive, default=10,
+                     help="perturbations (and 2x genes) listed per latent dim (default 10)")
+    sub.add_argument("--out", default=None, help="output directory (default: the run directory)")
+    sub.add_argument("--no-plots", action="store_true")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
 

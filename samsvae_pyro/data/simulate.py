@@ -20,9 +20,9 @@ model does not need them, the design checks and data ATEs do); the count simulat
 perturbation at least one active latent dimension.
 
 The ground truth is in ``adata.uns["sams_truth"]`` (mask, embedding, perturbation order,
-mask_prob, and for counts the true average treatment effects), ``adata.obsm["z_basal"]`` and
-``adata.obsm["z"]``. Every random draw comes from one ``numpy.random.default_rng(seed)``, so the
-same arguments give the identical AnnData.
+mask_prob, for counts the true average treatment effects, and with ``n_groups`` the grouping),
+``adata.obsm["z_basal"]`` and ``adata.obsm["z"]``. Every random draw comes from one
+``numpy.random.default_rng(seed)``, so the same arguments give the identical AnnData.
 """
 
 from __future__ import annotations
@@ -61,23 +61,52 @@ def _mechanisms(
     effect_mean: float,
     effect_sd: float,
     min_active: bool = False,
+    group_of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mask M ~ Bernoulli(mask_prob) and embedding E = +-Normal(effect_mean, effect_sd).
 
     With ``min_active``, a perturbation whose mask row came out all zero gets one latent
-    dimension switched on at random, so that every perturbation has an effect.
+    dimension switched on at random, so that every perturbation has an effect. With
+    ``group_of`` (the group index of each perturbation), the mask row and the signs are drawn
+    once per group and shared by its members; only the magnitudes are drawn per perturbation.
 
     Shapes
     ------
+    group_of : (T,)
     mask, embedding : (T, K)
     """
-    mask = rng.random((n_perturbations, n_latent)) < mask_prob
+    n_rows = n_perturbations if group_of is None else int(group_of.max()) + 1
+    mask = rng.random((n_rows, n_latent)) < mask_prob
     if min_active:
         empty = np.flatnonzero(~mask.any(axis=1))
         mask[empty, rng.integers(n_latent, size=len(empty))] = True
-    sign = rng.choice([-1.0, 1.0], size=(n_perturbations, n_latent))
+    sign = rng.choice([-1.0, 1.0], size=(n_rows, n_latent))
+    if group_of is not None:
+        mask, sign = mask[group_of], sign[group_of]  # (T, K) each
     embedding = sign * rng.normal(effect_mean, effect_sd, size=(n_perturbations, n_latent))
     return mask.astype(np.int64), embedding
+
+
+def _grouping(n_perturbations: int, n_groups: int) -> np.ndarray | None:
+    """Group index of each perturbation: ``n_groups`` consecutive near-equal blocks (None for 0)."""
+    if not 0 <= n_groups <= n_perturbations:
+        raise ValueError(
+            f"n_groups={n_groups} must lie between 0 (no groups) and "
+            f"n_perturbations={n_perturbations}."
+        )
+    if n_groups == 0:
+        return None
+    sizes = [len(block) for block in np.array_split(np.arange(n_perturbations), n_groups)]
+    return np.repeat(np.arange(n_groups), sizes)
+
+
+def _group_truth(names: list[str], group_of: np.ndarray | None) -> dict:
+    """``{"groups": {"G0": [members], ...}}`` for grouped simulations, else nothing."""
+    if group_of is None:
+        return {}
+    labels = _names("G", int(group_of.max()) + 1)
+    members = [[names[t] for t in np.flatnonzero(group_of == i)] for i in range(len(labels))]
+    return {"groups": dict(zip(labels, members))}
 
 
 def _orthogonal(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
@@ -154,6 +183,7 @@ def simulate_paper(
     effect_sd: float = 0.5,
     cells_per_perturbation: tuple[int, int, int] = (500, 100, 100),
     n_control_cells: tuple[int, int, int] | None = None,
+    n_groups: int = 0,
     seed: int = 0,
 ) -> AnnData:
     """The paper's SAMS-VAE simulation for mask recovery (spec section 6).
@@ -177,6 +207,9 @@ def simulate_paper(
         (train, val, test) cells of each perturbation.
     n_control_cells
         (train, val, test) control cells; ``None`` means ``cells_per_perturbation``.
+    n_groups
+        0 (the paper's setting) or the number of groups of consecutive perturbations that
+        share a mask row and a sign pattern (see :func:`simulate_counts`).
     seed
         Seed of every random draw.
 
@@ -197,6 +230,7 @@ def simulate_paper(
     >>> adata.shape, adata.uns["sams_truth"]["mask"].shape
     ((45, 100), (4, 15))
     """
+    group_of = _grouping(n_perturbations, n_groups)
     rng = np.random.default_rng(seed)
     mask, embedding = _mechanisms(
         rng,
@@ -205,6 +239,7 @@ def simulate_paper(
         mask_prob=mask_prob,
         effect_mean=effect_mean,
         effect_sd=effect_sd,
+        group_of=group_of,
     )
     names = _names("P", n_perturbations)
     counts = [n_control_cells or cells_per_perturbation] + [
@@ -220,7 +255,8 @@ def simulate_paper(
     noise_sd = np.sqrt(_NOISE_SHARE / (1 - _NOISE_SHARE))
     x = (mean + noise_sd * rng.standard_normal(mean.shape)).astype(np.float32)
     labels = np.array(["control"] + names, dtype=object)[condition + 1]
-    return _anndata(x, labels, split, z_basal, z, _truth(names, mask, embedding, mask_prob))
+    truth = _truth(names, mask, embedding, mask_prob) | _group_truth(names, group_of)
+    return _anndata(x, labels, split, z_basal, z, truth)
 
 
 # --- count simulation
@@ -301,6 +337,7 @@ def simulate_counts(
     dispersion: float = 5.0,
     split_fractions: tuple[float, float, float] = (0.64, 0.16, 0.2),
     n_ate_samples: int = 2000,
+    n_groups: int = 0,
     seed: int = 0,
 ) -> AnnData:
     """Negative binomial counts from the SAMS-VAE generative process, with known ATEs.
@@ -342,6 +379,13 @@ def simulate_counts(
         (train, val, test) fractions of the random cell split in ``obs["split"]``.
     n_ate_samples
         Monte Carlo samples per condition for ``uns["sams_truth"]["true_ate"]``.
+    n_groups
+        0 (default: every perturbation has its own mechanism) or the number of groups of
+        consecutive perturbations ("P00"-"P02" in "G0", ...; sizes differ by at most one).
+        Members of a group share their mask row and the signs of their embedding, with
+        magnitudes drawn per perturbation, so they act on the same latent dimensions in the
+        same directions, like subunits of one complex. The grouping is stored in
+        ``uns["sams_truth"]["groups"]`` (group -> member perturbations).
     seed
         Seed of every random draw.
 
@@ -349,7 +393,7 @@ def simulate_counts(
     -------
     AnnData with CSR float32 integer counts in X, obs "perturbation" and "split", obsm
     "z_basal" and "z", var "gene_name", uns "sams_truth" (mask, embedding, perturbations,
-    mask_prob, true_ate, true_ate_conditions, theta).
+    mask_prob, true_ate, true_ate_conditions, theta; groups when ``n_groups > 0``).
 
     Shapes
     ------
@@ -364,11 +408,12 @@ def simulate_counts(
     >>> adata.shape, list(adata.uns["sams_truth"]["true_ate_conditions"])
     ((100, 60), ['P0', 'P1', 'P2', 'P0+P2'])
     """
+    group_of = _grouping(n_perturbations, n_groups)
     rng = np.random.default_rng(seed)
     mask_prob = 2 / n_latent if mask_prob is None else mask_prob
     mask, embedding = _mechanisms(
         rng, n_perturbations, n_latent, mask_prob=mask_prob, effect_mean=effect_mean,
-        effect_sd=effect_sd, min_active=True,
+        effect_sd=effect_sd, min_active=True, group_of=group_of,
     )  # fmt: skip
     names = _names("P", n_perturbations)
     singles = [(t,) for t in range(n_perturbations)]
@@ -389,7 +434,7 @@ def simulate_counts(
         "true_ate": _true_ate(rng, decoder, shifts[1:], n_ate_samples),
         "true_ate_conditions": conditions,
         "theta": decoder.theta,
-    }
+    } | _group_truth(names, group_of)
     labels = np.array(["non-targeting"] + conditions, dtype=object)[condition]
     split = random_split(len(condition), fractions=split_fractions, seed=seed)
     return _anndata(x, labels, split, z_basal, z, truth)

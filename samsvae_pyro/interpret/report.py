@@ -1,0 +1,150 @@
+"""The latent-structure report of a trained model: tables, plots and ``interpret.json`` in one directory.
+
+:func:`interpret_model` writes (CSV unless said otherwise):
+
+- ``effects``: posterior mean effects E_q[e_tk m_tk], perturbations x latent dims; ``inclusion``: q(m_tk = 1);
+- ``similarity``: perturbation x perturbation similarity of the chosen ``source`` rows;
+- ``clusters``: each perturbation's cluster, dendrogram position and group;
+- ``dim_perturbations``, ``dim_genes``: per latent dim, the perturbations that switch it on and the genes it
+  moves most; ``decoder_response``: latent dims x genes;
+- with a grouping: ``grouping_score`` (AUROC and ARI against the permutation null) and ``grouping_null``;
+- ``similarity_heatmap.png`` (and ``grouping_null.png`` with a grouping);
+- ``interpret.json``: settings, the grouping scores, the file list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from samsvae_pyro.evaluate.report import _jsonable
+from samsvae_pyro.interpret.effects import posterior_effects
+from samsvae_pyro.interpret.grouping import group_labels, grouping_score
+from samsvae_pyro.interpret.latent_dims import decoder_response, genes_per_dim, perturbations_per_dim
+from samsvae_pyro.interpret.plots import plot_grouping_null, plot_similarity_heatmap
+from samsvae_pyro.interpret.similarity import METRICS, SimilarityMetric, cluster_perturbations, perturbation_similarity
+
+SOURCES = ("effects", "mask")
+
+
+def interpret_model(
+    model: Any,
+    output_dir: str | os.PathLike,
+    *,
+    groups: Mapping[str, Iterable[str]] | None = None,
+    source: Literal["effects", "mask"] = "effects",
+    metric: SimilarityMetric = "cosine",
+    n_clusters: int | None = None,
+    n_permutations: int = 1000,
+    n_samples: int = 100,
+    n_basal: int = 256,
+    top_n: int = 10,
+    plots: bool = True,
+    seed: int = 0,
+    log: Callable[[str], Any] | None = None,
+) -> dict:
+    """Latent-structure analysis of a trained model, written to ``output_dir``.
+
+    Parameters
+    ----------
+    model
+        A trained :class:`~samsvae_pyro.api.base.PerturbationModel` with per-perturbation effects.
+    output_dir
+        Directory of the output (created if needed; files of the same name are replaced).
+    groups
+        Group -> perturbations (e.g. :func:`~samsvae_pyro.interpret.groups_from_pathways`, or
+        ``adata.uns["sams_truth"]["groups"]`` of a grouped simulation); ``None`` skips the score. Checked
+        before any computation.
+    source
+        Rows compared: ``"effects"`` (posterior mean E * M) or ``"mask"`` (inclusion probabilities).
+    metric
+        ``"cosine"`` or ``"correlation"`` (see :func:`~samsvae_pyro.interpret.perturbation_similarity`).
+    n_clusters
+        Clusters of the table and of the ARI; default: the number of groups, or without groups a cut at
+        average similarity 0.5.
+    n_permutations
+        Permutations of the grouping null.
+    n_samples
+        Posterior draws of (E, M).
+    n_basal
+        Basal states averaged by the decoder response.
+    top_n
+        Perturbations per latent dim, and twice as many genes per latent dim, in the ranked tables.
+    plots
+        Whether to write the PNG plots.
+    seed
+        Seed of the posterior draws, basal states and permutations.
+    log
+        Called with a line of progress before each step (e.g. ``print``).
+
+    Returns
+    -------
+    The content of ``interpret.json``.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} is not supported; choose one of {list(SOURCES)}.")
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not supported; choose one of {list(METRICS)}.")
+    say = log or (lambda _: None)
+    perturbations = list(model.data.vocabulary.perturbations)
+    labels = group_labels(groups, perturbations) if groups is not None else None
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"posterior effects E * M from {n_samples} draws of the guide")
+    effects, inclusion = posterior_effects(model, n_samples=n_samples, seed=seed)
+    if source == "mask" and inclusion is None:
+        raise ValueError(f"{type(model).__name__} has no mask; use source='effects'.")
+    similarity = perturbation_similarity(effects if source == "effects" else inclusion, metric=metric)
+    n_clusters = n_clusters or (labels.nunique() if labels is not None else None)
+    clusters = cluster_perturbations(similarity, n_clusters=n_clusters)
+    clusters["group"] = labels
+    tables = {"effects": effects, "inclusion": inclusion, "similarity": similarity, "clusters": clusters}
+    report: dict[str, Any] = {"settings": {"source": source, "metric": metric, "n_clusters": n_clusters,
+                                           "n_samples": n_samples, "n_basal": n_basal, "seed": seed,
+                                           "n_permutations": n_permutations if labels is not None else None},
+                              "n_perturbations": len(perturbations), "n_clusters_found": int(clusters["cluster"].max())}
+    score = None
+    if labels is not None:
+        say(f"grouping score against {n_permutations} label permutations")
+        score = grouping_score(similarity, groups, n_clusters=n_clusters, n_permutations=n_permutations, seed=seed)
+        tables |= {"grouping_score": score.table, "grouping_null": score.null}
+        report["grouping"] = score.to_dict()
+    else:
+        report["grouping"] = {"skipped": "no grouping given"}
+    say(f"decoder response to a unit shift of each of {effects.shape[1]} latent dims ({n_basal} basal states)")
+    response = decoder_response(model, n_basal=n_basal, seed=seed)
+    tables |= {"decoder_response": response, "dim_genes": genes_per_dim(response, top_n=2 * top_n),
+               "dim_perturbations": perturbations_per_dim(effects, inclusion, top_n=top_n)}
+    report["files"] = _write_tables(tables, out)
+    if plots:
+        report["files"] += _write_plots(similarity, clusters, labels, score, out, title=f"{metric} similarity of "
+                                        f"{'posterior effects E * M' if source == 'effects' else 'q(m = 1)'}")
+    report = _jsonable(report)
+    (out / "interpret.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+_INDEX_LABELS = {"grouping_score": "statistic", "grouping_null": "permutation", "decoder_response": "latent_dim",
+                 "dim_genes": None, "dim_perturbations": None}  # default: "perturbation"
+
+
+def _write_tables(tables: dict, out: Path) -> list[str]:
+    names = []
+    for name, table in tables.items():
+        if table is not None:
+            label = _INDEX_LABELS.get(name, "perturbation")
+            table.to_csv(out / f"{name}.csv", index=label is not None, index_label=label)
+            names.append(f"{name}.csv")
+    return names
+
+
+def _write_plots(similarity, clusters, labels, score, out: Path, *, title: str) -> list[str]:
+    order = clusters["position"].to_numpy().argsort()
+    paths = [plot_similarity_heatmap(similarity, out / "similarity_heatmap.png", order=order, groups=labels,
+                                     title=title)]
+    if score is not None:
+        paths.append(plot_grouping_null(score, out / "grouping_null.png"))
+    return [path.name for path in paths]
