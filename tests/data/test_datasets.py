@@ -9,10 +9,8 @@ import urllib.error
 import urllib.request
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
-from anndata import AnnData
 
 from samsvae_pyro.data import (
     build_perturbation_data,
@@ -24,6 +22,7 @@ from samsvae_pyro.data import (
     norman_ood_split,
 )
 from samsvae_pyro.data.datasets import DownloadError, RemoteFile
+from tests.schema_files import write_norman_file, write_replogle_file
 
 PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -164,35 +163,8 @@ def test_registered_files_are_the_papers():
 
 # ----------------------------------------------------------------------------- Norman schema
 
-NORMAN_CONDITIONS = ["control", "CEBPB", "CBL", "CNN1", "CBL+CNN1", "CEBPB+CBL"]
-
-
-def _norman_file(path, cells_per_condition=12):
-    rng = np.random.default_rng(0)
-    labels = [c for c in NORMAN_CONDITIONS for _ in range(cells_per_condition)]
-    counts = rng.poisson(2.0, size=(len(labels), 8)).astype(np.float32)
-    members = [[] if c == "control" else sorted(c.split("+")) for c in labels]
-    obs = pd.DataFrame(
-        {
-            "guide_identity": [
-                "__".join(["_".join(m or ["NegCtrl10", "NegCtrl0"])] * 2) for m in members
-            ],
-            "guide_ids": [",".join(m) for m in members],
-            "perturbation_name": labels,
-        },
-        index=[f"AAAC{i:04d}-1" for i in range(len(labels))],
-    )
-    for gene in ("CBL", "CEBPB", "CNN1"):
-        obs[f"guide_{gene}"] = np.array([gene in m for m in members], dtype=np.uint8)
-    normalised = sp.csr_matrix(np.log1p(1e4 * counts / np.maximum(counts.sum(1, keepdims=True), 1)))
-    var = pd.DataFrame({"highly_variable": [True, False] * 4}, index=[f"GENE{j}" for j in range(8)])
-    adata = AnnData(normalised, obs=obs, var=var, layers={"counts": sp.csr_matrix(counts)})
-    adata.write_h5ad(path)
-    return adata
-
-
 def test_load_norman_both_label_sources_agree(tmp_path):
-    original = _norman_file(tmp_path / "norman.h5ad")
+    original = write_norman_file(tmp_path / "norman.h5ad")
     adata = load_norman(tmp_path / "norman.h5ad")
     assert list(adata.var_names) == ["GENE0", "GENE2", "GENE4", "GENE6"]
     assert sp.issparse(adata.layers["counts"])
@@ -212,7 +184,7 @@ def test_load_norman_both_label_sources_agree(tmp_path):
 
 
 def test_load_norman_names_missing_keys(tmp_path):
-    adata = _norman_file(tmp_path / "norman.h5ad")
+    adata = write_norman_file(tmp_path / "norman.h5ad")
     del adata.obs["guide_ids"]
     del adata.layers["counts"]
     adata.write_h5ad(tmp_path / "broken.h5ad")
@@ -223,38 +195,8 @@ def test_load_norman_names_missing_keys(tmp_path):
 # ----------------------------------------------------------------------------- Replogle schema
 
 
-def _guide_pair(target, i):
-    if target == "non-targeting":
-        return f"non-targeting_{i:05d}|non-targeting_{i + 1:05d}"
-    return f"{target}_+_1000{i % 2}.23-P1P2|{target}_-_2000{i % 2}.23-P1P2"
-
-
-def _replogle_file(path, n_targets=8, cells=20, n_controls=60, n_genes=30, effect_targets=3):
-    """Dense float32 counts; the first ``effect_targets`` targets raise genes 0-4 eightfold."""
-    rng = np.random.default_rng(1)
-    targets = [f"T{t}" for t in range(n_targets) for _ in range(cells)] + [
-        "non-targeting"
-    ] * n_controls
-    order = rng.permutation(len(targets))
-    genes = np.array(targets, dtype=object)[order]
-    rate = np.full((len(genes), n_genes), 5.0)
-    rate[np.isin(genes, [f"T{t}" for t in range(effect_targets)]), :5] *= 8
-    obs = pd.DataFrame(
-        {"sgID_AB": [_guide_pair(g, i) for i, g in enumerate(genes)], "gene": genes},
-        index=[f"cell{i}" for i in range(len(genes))],
-    )
-    var = pd.DataFrame(
-        {"gene_name": [f"G{j}" for j in range(n_genes)]},
-        index=[f"ENSG{j:05d}" for j in range(n_genes)],
-    )
-    adata = AnnData(rng.poisson(rate).astype(np.float32), obs=obs, var=var)
-    adata.uns["pathways"] = {"EXOSOME": ["G1", "G2"]}
-    adata.write_h5ad(path)
-    return adata
-
-
 def test_load_replogle_and_build_design(tmp_path):
-    _replogle_file(tmp_path / "replogle.h5ad")
+    write_replogle_file(tmp_path / "replogle.h5ad")
     adata = load_replogle(tmp_path / "replogle.h5ad")
     assert list(adata.uns["pathways"]["EXOSOME"]) == ["G1", "G2"]
     data = build_perturbation_data(
@@ -266,7 +208,7 @@ def test_load_replogle_and_build_design(tmp_path):
 
 
 def test_load_replogle_names_missing_keys(tmp_path):
-    adata = _replogle_file(tmp_path / "replogle.h5ad")
+    adata = write_replogle_file(tmp_path / "replogle.h5ad")
     del adata.var["gene_name"]
     adata.write_h5ad(tmp_path / "broken.h5ad")
     with pytest.raises(ValueError, match=r"var\['gene_name'\]"):
@@ -274,7 +216,7 @@ def test_load_replogle_names_missing_keys(tmp_path):
 
 
 def test_build_replogle_filtered_with_lists(tmp_path):
-    full = _replogle_file(tmp_path / "gwps.h5ad")
+    full = write_replogle_file(tmp_path / "gwps.h5ad")
     out = build_replogle_filtered(
         tmp_path / "gwps.h5ad", tmp_path / "filtered.h5ad",
         target_genes=["T1", "T5"], gene_list=["G7", "G2", "G3"], n_control_cells=10,
@@ -292,7 +234,7 @@ def test_build_replogle_filtered_with_lists(tmp_path):
 
 
 def test_build_replogle_filtered_selection_rules(tmp_path):
-    _replogle_file(tmp_path / "gwps.h5ad")
+    write_replogle_file(tmp_path / "gwps.h5ad")
     out = build_replogle_filtered(
         tmp_path / "gwps.h5ad", tmp_path / "filtered.h5ad",
         n_targets=3, n_genes=5, n_control_cells=20, min_cells=5, chunk_size=17, seed=3,
@@ -303,7 +245,7 @@ def test_build_replogle_filtered_selection_rules(tmp_path):
 
 
 def test_build_replogle_filtered_rejects_unknown_lists(tmp_path):
-    _replogle_file(tmp_path / "gwps.h5ad")
+    write_replogle_file(tmp_path / "gwps.h5ad")
     with pytest.raises(ValueError, match="'G99'"):
         build_replogle_filtered(
             tmp_path / "gwps.h5ad", tmp_path / "o.h5ad", gene_list=["G99"], target_genes=["T1"]
