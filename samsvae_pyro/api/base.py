@@ -126,7 +126,7 @@ class PerturbationModel:
         estimator: str = "trace", weighting: str = "plated", weight_decay: float = 1e-6,
         clip_norm: float | None = 100.0, val_every: int = 500, early_stopping_patience: int | None = None,
         seed: int = 0, progress: bool = True, callback: Callable | None = None, devices: int = 1,
-        process_dir: str | Path | None = None,
+        process_dir: str | Path | None = None, schedules: dict | None = None, lr_globals: float | None = None,
     ) -> pd.DataFrame:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
 
@@ -136,9 +136,14 @@ class PerturbationModel:
         ``devices > 1`` trains with PyTorch Lightning's DDP over that many processes (CPU: gloo, GPU: nccl),
         each on its own shard of the training cells, then loads process 0's parameters (identical in every
         process). Each process writes its final parameters to ``process_dir`` (default: a temporary folder).
-        That path has no validation, checkpoint selection, resume or callbacks.
+        That path has no validation, checkpoint selection, resume, callbacks or schedules.
+
+        ``schedules`` (KL warm-up, mask temperature annealing) and ``lr_globals`` (a separate learning rate
+        for q(M) and q(E)) are inference options for experiments: see :mod:`samsvae_pyro.infer.schedules`.
         """
         check_estimator(estimator, self.guide, self.example_batch())
+        if devices > 1 and (schedules or lr_globals is not None):
+            raise ValueError("schedules and lr_globals apply to single-device training; use devices=1.")
         if devices > 1:
             return self._train_lightning(max_steps, devices=devices, batch_size=batch_size, lr=lr,
                                          n_particles=n_particles, estimator=estimator, weighting=weighting,
@@ -148,7 +153,7 @@ class PerturbationModel:
                   for s in ("train", "val") if _has_cells(self.data, s)}
         self.trainer = SVITrainer(self.model, self.guide, estimator=estimator, n_particles=n_particles, lr=lr,
                                   weight_decay=weight_decay, clip_norm=clip_norm, weighting=weighting,
-                                  cells_per_perturbation=counts)
+                                  cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals)
         if self._trainer_state is not None:
             self.trainer.load_state_dict(self._trainer_state)
         train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed)

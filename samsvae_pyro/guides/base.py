@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyro
 from pyro import distributions as dist
 from pyro.nn import PyroModule
-from torch import Tensor
+from torch import Tensor, nn
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.guides.components import BasalEncoder, MaskPosterior
@@ -44,6 +44,10 @@ class SAMSGuide(PyroModule):
             model.n_latent, x_mean=x_mean, x_std=x_std, input_transform=input_transform, use_offset=use_offset,
             n_hidden=n_hidden, n_layers=n_layers, activation=activation,
         )
+
+    def global_parameters(self) -> list[nn.Parameter]:
+        """Parameters of q(M) and q(E | .) (everything but the basal encoder), for ``train(lr_globals=...)``."""
+        return [p for name, p in self.named_parameters() if not name.startswith("encoder.")]
 
     def embedding_posterior(self, mask: Tensor | None) -> dist.TorchDistribution:
         """q(E | M) with batch shape (..., T) and event shape (K,)."""

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.infer.estimators import make_elbo
+from samsvae_pyro.infer.schedules import LatentScale, ScheduleSpec, make_schedules
 from samsvae_pyro.infer.weighting import weighting_context
 
 
@@ -41,6 +42,18 @@ def _adam(params: list[nn.Parameter], **options) -> torch.optim.Adam:
         return torch.optim.Adam(params, fused=True, **options)
     except RuntimeError:  # a device without the fused kernel (older torch versions: no CPU kernel)
         return torch.optim.Adam(params, **options)
+
+
+def _param_groups(modules: nn.Module, guide: nn.Module, lr_globals: float | None) -> list:
+    """All parameters in one group, or the guide's global parameters in a second group with ``lr_globals``."""
+    if lr_globals is None:
+        return list(modules.parameters())
+    if not hasattr(guide, "global_parameters"):
+        raise ValueError("lr_globals needs a guide that lists its global parameters (guide.global_parameters()); "
+                         "the built-in guides do. Leave lr_globals=None for this guide.")
+    chosen = {id(p) for p in guide.global_parameters()}
+    rest = [p for p in modules.parameters() if id(p) not in chosen]
+    return [{"params": rest}, {"params": list(guide.global_parameters()), "lr": lr_globals}]
 
 
 class SVITrainer:
@@ -60,20 +73,31 @@ class SVITrainer:
         ``{"train": (T,), "val": (T,)}`` counts N_t for the per-perturbation weighting.
     validate_every_step
         Keep Pyro's validation on for every step, not only the first (see the module docstring).
+    schedules
+        ``{"kl_weight" | "global_kl_weight" | "mask_temperature": spec}`` (see :mod:`samsvae_pyro.infer.schedules`).
+    lr_globals
+        Learning rate of the guide's global variational parameters (``guide.global_parameters()``);
+        ``None``: ``lr`` for everything.
     """
 
     def __init__(
         self, model: nn.Module, guide: nn.Module, *, estimator: str = "trace", n_particles: int = 5,
         lr: float = 3e-4, weight_decay: float = 1e-6, clip_norm: float | None = 100.0,
         weighting: str = "plated", cells_per_perturbation: dict[str, Tensor] | None = None,
-        validate_every_step: bool = False,
+        validate_every_step: bool = False, schedules: dict[str, ScheduleSpec] | None = None,
+        lr_globals: float | None = None,
     ):
         self.modules = nn.ModuleDict({"model": model, "guide": guide})
+        self.schedules = make_schedules(schedules)
+        if "mask_temperature" in self.schedules and not hasattr(getattr(guide, "mask", None), "temperature"):
+            raise ValueError("A mask_temperature schedule needs a guide with a relaxed mask (guide.mask.temperature); "
+                             "this guide has none.")
+        self.kl_weights = (1.0, 1.0)
         self.elbo = make_elbo(estimator, n_particles=n_particles)
         self.weighting, self.counts = weighting, cells_per_perturbation or {}
         self.clip_norm = clip_norm
         self.validate_every_step, self._validated = validate_every_step, False
-        self.optimizer = _adam(list(self.modules.parameters()), lr=lr, weight_decay=weight_decay)
+        self.optimizer = _adam(_param_groups(self.modules, guide, lr_globals), lr=lr, weight_decay=weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val, self.best_step, self.best_state = math.inf, 0, None
         self.history: list[dict] = []
@@ -84,7 +108,8 @@ class SVITrainer:
         model, guide = self.modules["model"], self.modules["guide"]
         with self._checks(), weighting_context(self.weighting, batch, self.counts.get(split)):
             if grad:
-                value = self.elbo.loss_and_grads(model, guide, batch)
+                with LatentScale(*self.kl_weights):
+                    value = self.elbo.loss_and_grads(model, guide, batch)
                 self._validated = True
                 return value
             with torch.no_grad():
@@ -108,7 +133,14 @@ class SVITrainer:
                 n += size
         return total / n
 
+    def _apply_schedules(self) -> None:
+        values = {name: schedule(self.step) for name, schedule in self.schedules.items()}
+        self.kl_weights = (values.get("kl_weight", 1.0), values.get("global_kl_weight", 1.0))
+        if "mask_temperature" in values:
+            self.modules["guide"].mask.temperature = values["mask_temperature"]
+
     def train_step(self, batch: Batch) -> float:
+        self._apply_schedules()
         self.optimizer.zero_grad(set_to_none=True)
         try:
             value = self.loss(batch)

@@ -10,7 +10,7 @@ import pyro
 import torch
 from pyro import distributions as dist
 from pyro.nn import PyroModule
-from torch import Tensor
+from torch import Tensor, nn
 
 from samsvae_pyro._typing import Batch, Likelihood, MaskPrior
 from samsvae_pyro.models.plates import (
@@ -53,6 +53,9 @@ class SAMSVAEModel(PyroModule):
     mask_prior_prob
         alpha, the prior inclusion probability (paper default 0.01); for ``"beta_bernoulli"`` the
         prior mean a / (a + b) with a = 1.
+    learn_mask_prior
+        Learn alpha by maximising the ELBO (empirical Bayes) instead of fixing it; ``mask_prior_prob`` is
+        then its initial value.
     embedding_prior_scale
         sigma_e.
     n_hidden, n_layers, activation
@@ -61,7 +64,7 @@ class SAMSVAEModel(PyroModule):
 
     def __init__(
         self, n_genes: int, n_perturbations: int, n_latent: int, *, likelihood: Likelihood = "nb",
-        mask_prior: MaskPrior | None = "bernoulli", mask_prior_prob: float = 0.01,
+        mask_prior: MaskPrior | None = "bernoulli", mask_prior_prob: float = 0.01, learn_mask_prior: bool = False,
         embedding_prior_scale: float = 1.0, n_hidden: int = 400, n_layers: int = 1,
         activation: str = "leaky_relu",
     ):
@@ -73,7 +76,12 @@ class SAMSVAEModel(PyroModule):
         if not 0 < mask_prior_prob < 1:
             raise ValueError(f"mask_prior_prob must lie in (0, 1), got {mask_prior_prob}.")
         self.n_genes, self.n_perturbations, self.n_latent = n_genes, n_perturbations, n_latent
-        self.mask_prior, self.mask_prior_prob = mask_prior, mask_prior_prob
+        self.mask_prior = mask_prior
+        logit = torch.logit(torch.tensor(float(mask_prior_prob)))
+        if learn_mask_prior:
+            self.mask_prior_logit = nn.Parameter(logit)
+        else:
+            self.register_buffer("mask_prior_logit", logit)
         self.embedding_prior_scale = embedding_prior_scale
         self.head = LikelihoodHead(likelihood, n_genes)
         self.decoder = MLP((n_latent,), self.head.n_outputs, n_hidden=n_hidden, n_layers=n_layers,
@@ -87,8 +95,13 @@ class SAMSVAEModel(PyroModule):
     def embedding_prior(self) -> dist.TorchDistribution:
         return dist.Normal(self._zeros, self.embedding_prior_scale).to_event(1)
 
+    @property
+    def mask_prior_prob(self) -> Tensor:
+        """alpha (a learned parameter with ``learn_mask_prior``)."""
+        return torch.sigmoid(self.mask_prior_logit)
+
     def mask_prob_prior(self) -> dist.TorchDistribution:
-        b = (1.0 - self.mask_prior_prob) / self.mask_prior_prob
+        b = torch.exp(-self.mask_prior_logit)  # (1 - alpha) / alpha
         return dist.Beta(self._zeros + 1.0, self._zeros + b).to_event(1)
 
     def basal_prior(self) -> dist.TorchDistribution:
