@@ -75,16 +75,41 @@ def _mechanisms(
     group_of : (T,)
     mask, embedding : (T, K)
     """
-    n_rows = n_perturbations if group_of is None else int(group_of.max()) + 1
+    if group_of is None:
+        mask, sign = _patterns(rng, n_perturbations, n_latent, mask_prob, min_active)
+    else:
+        mask, sign = _group_patterns(rng, int(group_of.max()) + 1, n_latent, mask_prob, min_active)
+        mask, sign = mask[group_of], sign[group_of]  # (T, K) each
+    embedding = sign * rng.normal(effect_mean, effect_sd, size=(n_perturbations, n_latent))
+    return mask.astype(np.int64), embedding
+
+
+def _patterns(
+    rng: np.random.Generator, n_rows: int, n_latent: int, mask_prob: float, min_active: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mask rows (bool) and signs (+-1), each (n_rows, K); see :func:`_mechanisms`."""
     mask = rng.random((n_rows, n_latent)) < mask_prob
     if min_active:
         empty = np.flatnonzero(~mask.any(axis=1))
         mask[empty, rng.integers(n_latent, size=len(empty))] = True
     sign = rng.choice([-1.0, 1.0], size=(n_rows, n_latent))
-    if group_of is not None:
-        mask, sign = mask[group_of], sign[group_of]  # (T, K) each
-    embedding = sign * rng.normal(effect_mean, effect_sd, size=(n_perturbations, n_latent))
-    return mask.astype(np.int64), embedding
+    return mask, sign
+
+
+def _group_patterns(
+    rng: np.random.Generator, n_groups: int, n_latent: int, mask_prob: float, min_active: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group patterns, redrawn (at most 100 rounds) until no two groups have the same
+    active dimensions with the same signs, so that the groups can be told apart."""
+    mask, sign = _patterns(rng, n_groups, n_latent, mask_prob, min_active)
+    for _ in range(100):
+        _, first = np.unique(np.where(mask, sign, 0.0), axis=0, return_index=True)
+        repeated = np.setdiff1d(np.arange(n_groups), first)
+        if not len(repeated):
+            break
+        redrawn = _patterns(rng, len(repeated), n_latent, mask_prob, min_active)
+        mask[repeated], sign[repeated] = redrawn
+    return mask, sign
 
 
 def _grouping(n_perturbations: int, n_groups: int) -> np.ndarray | None:
@@ -384,7 +409,8 @@ def simulate_counts(
         consecutive perturbations ("P00"-"P02" in "G0", ...; sizes differ by at most one).
         Members of a group share their mask row and the signs of their embedding, with
         magnitudes drawn per perturbation, so they act on the same latent dimensions in the
-        same directions, like subunits of one complex. The grouping is stored in
+        same directions, like subunits of one complex; no two groups share both (patterns are
+        redrawn until they differ, where K allows). The grouping is stored in
         ``uns["sams_truth"]["groups"]`` (group -> member perturbations).
     seed
         Seed of every random draw.

@@ -101,3 +101,23 @@ def test_every_perturbation_has_a_visible_effect():
 def test_n_double_too_large():
     with pytest.raises(ValueError, match="n_double=4 exceeds the 3 distinct pairs"):
         simulate_counts(n_perturbations=3, n_double=4)
+
+
+@pytest.mark.parametrize("simulate", [
+    lambda n: simulate_counts(n_perturbations=11, n_groups=n, cells_per_perturbation=5, n_ate_samples=5, seed=4),
+    lambda n: simulate_paper(n_perturbations=11, n_groups=n, cells_per_perturbation=(5, 1, 1), seed=4),
+])
+def test_grouped_perturbations_share_dims_and_signs(simulate):
+    truth = simulate(4).uns["sams_truth"]
+    groups = {g: list(ps) for g, ps in truth["groups"].items()}
+    assert [len(ps) for ps in groups.values()] == [3, 3, 3, 2]
+    assert sum(groups.values(), []) == list(truth["perturbations"])
+    signed = np.sign(truth["mask"] * truth["embedding"])  # (T, K)
+    rows = [signed[[truth["perturbations"].index(p) for p in ps]] for ps in groups.values()]
+    assert all((r == r[0]).all() for r in rows)  # members act alike
+    assert len({r[0].tobytes() for r in rows}) == 4  # groups differ
+    magnitudes = np.abs(truth["embedding"][:3])
+    assert not np.allclose(magnitudes[0], magnitudes[1])  # magnitudes are drawn per member
+    assert "groups" not in simulate(0).uns["sams_truth"]
+    with pytest.raises(ValueError, match="n_groups=12 must lie between 0"):
+        simulate(12)
