@@ -248,7 +248,8 @@ class PerturbationModel:
         Returns AnnData (conditions x genes): X the posterior mean ATE, layers "lower"/"upper" the
         equal-tailed ``interval`` over ``n_global_draws`` independent global draws, obs the split flags.
         Conditions default to every observed condition; unseen combinations of known perturbations work
-        with the "sum" encoding.
+        with the "sum" encoding (with "unique", only under ``setup_anndata(..., vocabulary="all")``,
+        where their untrained columns give predictions from the prior).
         """
         conditions = list(conditions if conditions is not None else self.data.conditions())
         D = self._dosages(conditions)

@@ -66,6 +66,6 @@ def _check_single_perturbations(data) -> None:
         example = data.labels[np.flatnonzero(several)[0]]
         raise ValueError(
             f"SVAE+ allows at most one perturbation per cell, but {int(several.sum())} cells have more "
-            f"(e.g. {example!r}). Drop those cells (or keep only them), or call setup_anndata(..., "
-            "encoding='unique') so that each combination is a perturbation of its own."
+            f"(e.g. {example!r}). Drop those cells (keep only control and single-perturbation cells), or call "
+            "setup_anndata(..., encoding='unique') so that each combination is a perturbation of its own."
         )

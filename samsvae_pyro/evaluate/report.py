@@ -12,9 +12,9 @@ directory:
 - PNG plots: ``ate_scatter.png``, ``per_condition_metrics.png``, ``mask_heatmap.png``, ``training_curves.png``.
 
 Where an evaluation does not apply (no held-out cells, no control cells, no simulation truth, a
-baseline that cannot be fitted, a model without a mask (CPA-VAE, conditional VAE), conditions the
-model's vocabulary cannot encode), its entry says so (``{"skipped": reason}`` in the JSON, a line
-under "Not evaluated" in the Markdown) instead of failing.
+baseline that cannot be fitted, a model without a mask: CPA-VAE, conditional VAE), its entry says
+so (``{"skipped": reason}`` in the JSON, a line under "Not evaluated" in the Markdown) instead of
+failing.
 
 Choices beyond the issue text:
 
@@ -27,8 +27,9 @@ Choices beyond the issue text:
   against it ("truth" section); the data ATE's score is the ceiling set by sampling noise.
 - The model object does not keep its AnnData, so the simulation truth (``adata.uns["sams_truth"]``)
   is passed in as ``truth``.
-- Under the "unique" encoding with ``vocabulary="all"``, a condition without training cells has a
-  column that only its prior fitted; it is scored like any other, and the "unseen" subset says so.
+- Under the "unique" encoding, a condition without training cells exists only with
+  ``setup_anndata(..., vocabulary="all")`` (otherwise setup refuses it); its column was fitted to
+  the prior only. It is scored like any other, and the description of the "unseen" subset says so.
 """
 
 from __future__ import annotations
@@ -171,19 +172,11 @@ def _ate_frames(model: Any, out: Path, *, method: str, draws: int, samples: int,
     except ValueError as error:
         return {"skipped": f"no data ATE: {error}"}
     data.obs[UNSEEN] = ~data.obs["in_train"].to_numpy(dtype=bool)
-    vocabulary = model.data.vocabulary
-    unknown = np.array([bool(vocabulary.unknown([vocabulary.parse(c)])) for c in data.obs_names], dtype=bool)
-    note = (f"{int(unknown.sum())} of {len(unknown)} conditions use perturbations without a column in the model's "
-            f"{vocabulary.encoding!r} vocabulary and are not scored; register the data with "
-            "setup_anndata(..., vocabulary='all') to give them (untrained) columns")
-    if unknown.all():
-        return {"skipped": note}
-    data = data[~unknown].copy()
     predicted = model.model_ate(list(data.obs_names), n_global_draws=draws, samples_per_draw=samples,
                                 method=method, interval=INTERVAL, seed=seed)
     data.write_h5ad(out / "ate_data.h5ad")
     predicted.write_h5ad(out / "ate_model.h5ad")
-    return {"data": data, "model": predicted} | ({"not_encodable": note} if unknown.any() else {})
+    return {"data": data, "model": predicted}
 
 
 def _subset_columns(data: AnnData) -> tuple[str, ...]:
@@ -196,8 +189,6 @@ def _ate_section(model: Any, ates: dict, *, method: str, top_k: int) -> dict:
     data = ates["data"]
     columns = _subset_columns(data)
     section = {"subsets": _subsets(data, columns), "model": _scores(ates["model"], data, columns, top_k)}
-    if "not_encodable" in ates:
-        section["not_encodable"] = {"skipped": ates["not_encodable"]}
     if model.data.vocabulary.encoding == "unique" and UNSEEN in columns:
         section["subsets"]["unseen"]["description"] += (" (unique encoding: their columns had no training cells, "
                                                        "so the model predicts them from the prior alone)")

@@ -40,6 +40,8 @@ class ConditionalVAEModel(PyroModule):
         Decoder MLP; its first layer takes the blocks z (K) and d (T).
     """
 
+    mask_prior = None  # no mask; guides written for a mask then add sites that check_guide names as extra
+
     def __init__(
         self, n_genes: int, n_perturbations: int, n_latent: int, *, likelihood: Likelihood = "nb",
         n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu",
