@@ -4,6 +4,9 @@ Run ``samsvae <command> --help`` for the options of each command. A user mistake
 an obs column that does not exist, a perturbation unknown to the model...) ends with one line
 ``error: <message>`` on stderr and exit status 2; a failed download or a diverged training run ends
 with exit status 1.
+
+Experiments from YAML configs (``configs/``): ``train --config`` runs one, ``sweep`` runs every
+combination of a config's listed values and aggregates them, ``compare`` tables run directories.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, Callable
 
 
 DEMO_DIR = "samsvae_demo"
+RUN_DIR = "samsvae_run"
+TRAIN_STEPS = 2000
 RUN_FILES = ("config.json", "checkpoint.pt")
 HISTORY = "history.csv"
 
@@ -111,9 +116,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from samsvae_pyro import SAMSVAE
 
+    if args.config:
+        return _train_config(args)
+    if args.adata is None:
+        raise ValueError("give --adata (an .h5ad file of counts) or --config (an experiment YAML file, see configs/).")
+    if args.set:
+        raise ValueError("--set applies to --config runs only; without a config use the flags (see --help).")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out or RUN_DIR)
+    steps = args.steps or TRAIN_STEPS
     if any((out / name).exists() for name in RUN_FILES) and not args.overwrite:
         raise ValueError(f"{out} already holds a saved model; choose another --out or pass --overwrite.")
     adata = read_h5ad(args.adata)
@@ -126,8 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     mask_prior_prob=args.mask_prior_prob, n_hidden=args.n_hidden, n_layers=args.n_layers,
                     device=args.device, seed=args.seed)
     print(f"training SAMS-VAE ({args.guide} guide) on {adata.n_obs} cells x {adata.n_vars} genes, "
-          f"{model.data.n_perturbations} perturbations, for {args.steps} steps")
-    model.train(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, n_particles=args.n_particles,
+          f"{model.data.n_perturbations} perturbations, for {steps} steps")
+    model.train(max_steps=steps, batch_size=args.batch_size, lr=args.lr, n_particles=args.n_particles,
                 estimator=args.estimator, val_every=args.val_every, seed=args.seed, progress=not args.quiet)
     model.save(out, overwrite=True)
     model.history.to_csv(out / HISTORY, index=False)
@@ -139,13 +151,84 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace) -> int:
+    """``samsvae train --config FILE``: one run of an experiment config (train, save, evaluate the best checkpoint)."""
+    import torch
+
+    from samsvae_pyro.experiments import load_config, resolve_config, run_config
+
+    given = [name for name, default in args.flag_defaults.items() if getattr(args, name) != default]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ValueError(f"{flag} does not apply with --config; set the config key instead, e.g. "
+                         "--set model.n_latent=20 or --set train.seed=1.")
+    config = resolve_config(load_config(args.config), _overrides(args))
+    out = Path(args.out or Path("runs") / f"{config['name'] or Path(args.config).stem}-{config['variant'] or 'run'}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"training {config['model']['class']} ({config['guide']['name']} guide), variant {config['variant']} of "
+          f"{args.config}, for {config['train']['max_steps']} steps into {out}")
+    report = run_config(config, out, overwrite=args.overwrite, progress=not args.quiet, evaluate=not args.no_evaluate)
+    print(f"saved the model and the resolved config (experiment.yaml) in {out}")
+    if report:
+        print_summary(report, out)
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """``--set KEY=VALUE`` pairs, plus ``--steps`` as ``train.max_steps``."""
+    from samsvae_pyro.experiments import parse_overrides
+
+    overrides = parse_overrides(args.set or [])
+    if args.steps:
+        overrides["train.max_steps"] = args.steps
+    return overrides
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model, adata = load_run(args.run_dir, args.adata, device=args.device)
+    if args.adata is None:  # a run of `train --config` / `sweep`: the data are rebuilt from its config
+        from samsvae_pyro.experiments import load_experiment_run
+
+        model, adata = load_experiment_run(args.run_dir, device=args.device)
+    else:
+        model, adata = load_run(args.run_dir, args.adata, device=args.device)
     out = Path(args.out) if args.out else Path(args.run_dir)
     report = model.evaluate(out, truth=adata.uns.get("sams_truth"), n_particles=args.n_particles,
                             ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
                             plots=not args.no_plots, seed=args.seed)
     print_summary(report, out)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Every run of a config's sweep grid, then the aggregated table; exit status 1 if a run failed."""
+    from samsvae_pyro.experiments import load_config, run_sweep
+
+    config = load_config(args.config)
+    out = Path(args.out or Path("runs") / str(config.get("name") or Path(args.config).stem))
+    runs, _ = run_sweep(config, out, overrides=_overrides(args), jobs=args.jobs, covering=args.covering,
+                        overwrite=args.overwrite, threads=args.threads, progress=not args.quiet)
+    print((out / "summary.md").read_text())
+    print(f"summary: {out / 'summary.md'} and {out / 'summary.csv'}; per run: {out / 'runs.csv'}, run "
+          f"directories in {out / 'runs'}")
+    failed = int((~runs["status"].isin(["ok", "reused"])).sum())
+    if failed:
+        print(f"error: {failed} of {len(runs)} runs failed (see {out / 'runs.csv'})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """The paper-style table of run directories, printed and written as Markdown and CSV."""
+    from samsvae_pyro.experiments import comparison_table, markdown_table, write_table
+
+    table = comparison_table(args.run_dirs, reference=args.reference)
+    reference = Path(args.reference or args.run_dirs[0]).name
+    text = (markdown_table(table) + f"\nIWELBO: held-out predictive IWELBO, nats per cell; relative IWELBO: run minus "
+            f"{reference} on the same cells (higher is better); ATE r: Pearson of model vs data ATE per condition "
+            "subset, on all genes and on each condition's top genes.\n")
+    markdown, csv = write_table(table, args.out, markdown=text)
+    print(text)
+    print(f"wrote {markdown} and {csv}")
     return 0
 
 
@@ -306,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     _download_parser(commands)
     _train_parser(commands)
     _evaluate_parser(commands)
+    _sweep_parser(commands)
+    _compare_parser(commands)
     _predict_parser(commands)
     _interpret_parser(commands)
     return parser
@@ -356,9 +441,15 @@ def _download_parser(commands) -> None:
 
 
 def _train_parser(commands) -> None:
-    sub = _command(commands, "train", cmd_train, "Train SAMS-VAE on an .h5ad file, save it, and evaluate it.")
+    sub = _command(commands, "train", cmd_train, "Train SAMS-VAE on an .h5ad file, save it, and evaluate it; "
+                   "or run an experiment config (--config).")
+    experiment = sub.add_argument_group("experiment config (instead of --adata and the data/model/training flags)")
+    experiment.add_argument("--config", default=None, metavar="FILE", help="experiment YAML, e.g. configs/demo.yaml")
+    experiment.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                            help="override a config value (repeatable), e.g. --set variant=cpa_vae "
+                                 "--set train.seed=1 --set data.path=norman.h5ad")
     data = sub.add_argument_group("data")
-    data.add_argument("--adata", required=True, help="input .h5ad (raw counts in X or in --layer)")
+    data.add_argument("--adata", default=None, help="input .h5ad (raw counts in X or in --layer)")
     data.add_argument("--perturbation-key", default=None, help="obs column of labels such as 'A', 'A+B', control")
     data.add_argument("--control-label", default="control", help="label of control cells (default 'control')")
     data.add_argument("--control-pattern", default=None, help="any label containing this is a control")
@@ -376,8 +467,10 @@ def _train_parser(commands) -> None:
     model.add_argument("--likelihood", choices=("nb", "poisson", "normal"), default="nb")
     model.add_argument("--mask-prior-prob", type=float, default=0.01)
     fit = sub.add_argument_group("training")
-    fit.add_argument("--out", default="samsvae_run", help="run directory (default ./samsvae_run)")
-    fit.add_argument("--steps", type=_positive, default=2000)
+    fit.add_argument("--out", default=None,
+                     help=f"run directory (default ./{RUN_DIR}; with --config ./runs/NAME-VARIANT)")
+    fit.add_argument("--steps", type=_positive, default=None,
+                     help=f"training steps (default {TRAIN_STEPS}; with --config the config's train.max_steps)")
     fit.add_argument("--batch-size", type=_positive, default=512)
     fit.add_argument("--lr", type=float, default=3e-4)
     fit.add_argument("--n-particles", type=_positive, default=5)
@@ -390,12 +483,18 @@ def _train_parser(commands) -> None:
     fit.add_argument("--no-evaluate", action="store_true", help="train and save only")
     fit.add_argument("--overwrite", action="store_true", help="replace a model already saved in --out")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    flag_only = ("adata", "perturbation_key", "control_label", "control_pattern", "dosage_columns", "delimiter",
+                 "layer", "split_key", "encoding", "n_latent", "n_hidden", "n_layers", "guide", "likelihood",
+                 "mask_prior_prob", "batch_size", "lr", "n_particles", "estimator", "val_every", "seed", "device",
+                 "eval_particles")
+    sub.set_defaults(flag_defaults={name: sub.get_default(name) for name in flag_only})
 
 
 def _evaluate_parser(commands) -> None:
     sub = _command(commands, "evaluate", cmd_evaluate, "Evaluate a saved run and write its report.")
-    sub.add_argument("run_dir", help="directory written by `samsvae train` or `samsvae demo`")
-    sub.add_argument("--adata", required=True, help="the .h5ad the run was trained on")
+    sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
+    sub.add_argument("--adata", default=None,
+                     help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
     sub.add_argument("--out", default=None, help="report directory (default: the run directory)")
     sub.add_argument("--n-particles", type=_positive, default=100, help="IWELBO particles (default 100)")
     sub.add_argument("--ate-draws", type=_positive, default=50, help="posterior draws of the model ATE (default 50)")
@@ -403,6 +502,32 @@ def _evaluate_parser(commands) -> None:
     sub.add_argument("--no-plots", action="store_true")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _sweep_parser(commands) -> None:
+    sub = _command(commands, "sweep", cmd_sweep, "Run every combination of an experiment config's sweep values "
+                   "(seeds, fractions, encodings, models), then aggregate them into one table.")
+    sub.add_argument("config", help="experiment YAML with a sweep section, e.g. configs/norman_ood.yaml")
+    sub.add_argument("--jobs", type=_positive, default=1, help="runs at a time, in separate processes (default 1)")
+    sub.add_argument("--out", default=None, help="output directory (default ./runs/NAME)")
+    sub.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                     help="override a config value in every run (repeatable), e.g. --set data.path=norman.h5ad")
+    sub.add_argument("--steps", type=_positive, default=None, help="training steps of every run (train.max_steps)")
+    sub.add_argument("--covering", action="store_true",
+                     help="only as many runs as the longest value list, every value at least once (a quick check)")
+    sub.add_argument("--overwrite", action="store_true", help="replace run directories that hold another config")
+    sub.add_argument("--threads", type=_positive, default=None, help="torch CPU threads per run (default: torch's)")
+    sub.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _compare_parser(commands) -> None:
+    sub = _command(commands, "compare", cmd_compare, "Paper-style table of run directories: IWELBO, relative "
+                   "IWELBO, ATE Pearson (all / top-20 genes) per split, mask F1; Markdown and CSV.")
+    sub.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="evaluated run directories (with metrics.json)")
+    sub.add_argument("--reference", default=None, metavar="RUN_DIR",
+                     help="run the relative IWELBO is taken against (default: the first RUN_DIR)")
+    sub.add_argument("--out", default="comparison.md",
+                     help="table file; .md and .csv are both written (default ./comparison.md)")
 
 
 def _predict_parser(commands) -> None:

@@ -221,3 +221,72 @@ def test_simulate_refuses_a_wrong_suffix(capsys, tmp_path):
 def test_demo_rejects_zero_steps(capsys):
     status, _, err = run_main(capsys, "demo", "--steps", "0")
     assert_user_error(status, err, "--steps", "positive integer")
+
+
+# ---------------------------------------------------------------- experiment configs: train --config, sweep, compare
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+SMALL_DEMO = ["--set", "data.simulate.n_perturbations=4", "--set", "data.simulate.cells_per_perturbation=30",
+              "--set", "data.simulate.n_double=4", "--set", "data.simulate.n_ate_samples=50",
+              "--set", "evaluate.n_particles=2", "--set", "evaluate.ate_draws=2",
+              "--set", "evaluate.ate_samples_per_draw=2", "--set", "evaluate.plots=false", "--steps", "2", "--quiet"]
+
+
+@pytest.mark.parametrize("command, option", [("sweep", "--jobs"), ("compare", "--reference"), ("train", "--config")])
+def test_experiment_commands_have_help(capsys, command, option):
+    status, out, _ = run_main(capsys, command, "--help")
+    assert status == 0 and out.startswith(f"usage: samsvae {command}") and option in out
+
+
+def test_sweep_then_compare_and_evaluate_a_run(capsys, tmp_path):
+    import pandas as pd
+    import yaml
+
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["sweep"]["grid"] = {"variant": ["sams_vae_correlated", "cpa_vae"], "data.split.seed": [0]}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    status, out, err = run_main(capsys, "sweep", path, "--out", tmp_path / "sweep", *SMALL_DEMO)
+    assert status == 0, err
+    runs = tmp_path / "sweep" / "runs"
+    assert "| sams_vae_correlated | SAMSVAE (correlated) | 1 |" in out and "summary:" in out
+    status, out, err = run_main(capsys, "compare", runs / "cpa_vae__seed-0", runs / "sams_vae_correlated__seed-0",
+                                "--reference", runs / "sams_vae_correlated__seed-0", "--out", tmp_path / "table.md")
+    assert status == 0, err
+    table = pd.read_csv(tmp_path / "table.csv", index_col=0)
+    assert table.loc["sams_vae_correlated__seed-0", "relative IWELBO"] == 0.0
+    assert table.loc["cpa_vae__seed-0", "model"] == "CPAVAE (mean_field)" and "ATE r test" in table
+    assert (tmp_path / "table.md").read_text().startswith("| run | model | IWELBO | relative IWELBO |")
+    status, out, err = run_main(capsys, "evaluate", runs / "cpa_vae__seed-0", "--out", tmp_path / "again",
+                                "--n-particles", 2, "--ate-draws", 2, "--ate-samples-per-draw", 2, "--no-plots")
+    assert status == 0, err  # no --adata: the data are rebuilt from the run's experiment.yaml
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["model"]["class"] == "CPAVAE"
+
+
+def test_train_config_writes_a_run_directory(capsys, tmp_path):
+    status, out, err = run_main(capsys, "train", "--config", DEMO_CONFIG, "--set", "variant=sams_vae_mean_field",
+                                "--out", tmp_path / "run", *SMALL_DEMO)
+    assert status == 0, err
+    assert "training SAMSVAE (mean_field guide), variant sams_vae_mean_field" in out and "held-out IWELBO" in out
+    for name in ("experiment.yaml", "checkpoint.pt", "history.csv", "metrics.json"):
+        assert (tmp_path / "run" / name).is_file()
+    status, _, err = run_main(capsys, "train", "--config", DEMO_CONFIG, "--n-latent", 3)
+    assert_user_error(status, err, "--n-latent does not apply with --config", "--set model.n_latent")
+
+
+def test_train_with_a_missing_config(capsys, tmp_path):
+    status, _, err = run_main(capsys, "train", "--config", tmp_path / "nope.yaml")
+    assert_user_error(status, err, "nope.yaml does not exist")
+
+
+def test_sweep_with_an_unknown_key_is_a_one_line_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(DEMO_CONFIG.read_text().replace("n_particles: 3", "n_particels: 3"))
+    result = run_cli("sweep", path, "--out", tmp_path / "out")
+    assert_user_error(result.returncode, result.stderr, "'n_particels'", "section train", "valid keys")
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_compare_a_directory_without_metrics_is_a_one_line_error(tmp_path):
+    result = run_cli("compare", tmp_path, "--out", tmp_path / "table.md")
+    assert_user_error(result.returncode, result.stderr, "has no metrics.json", "samsvae evaluate")

@@ -33,7 +33,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
@@ -187,12 +187,24 @@ def _execute(runs: list[SweepRun], runs_dir: Path, *, jobs: int, threads: int | 
             status[run.name] = _run_one(run.config, runs_dir / run.name, threads, progress)
             _report(progress, i, len(runs), run.name, status[run.name])
         return status
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context()) as pool:
         futures = {pool.submit(_run_one, run.config, runs_dir / run.name, threads, False): run.name for run in runs}
         for i, future in enumerate(as_completed(futures), 1):
             status[futures[future]] = future.result()
             _report(progress, i, len(runs), futures[future], status[futures[future]])
     return status
+
+
+def _pool_context():
+    """Workers forked from a server process that imported the package once (spawn where there is no fork).
+
+    Never plain fork: the workers must not inherit a parent's CUDA or thread-pool state.
+    """
+    if "forkserver" not in get_all_start_methods():
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _run_one(config: dict, run_dir: Path, threads: int | None, progress: bool) -> str:
