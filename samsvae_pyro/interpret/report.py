@@ -89,8 +89,8 @@ def interpret_model(
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not supported; choose one of {list(METRICS)}.")
     say = log or (lambda _: None)
-    perturbations = list(model.data.vocabulary.perturbations)
-    labels = group_labels(groups, perturbations) if groups is not None else None
+    labels = group_labels(groups, model.data.vocabulary.perturbations) if groups is not None else None
+    n_clusters = n_clusters or (labels.nunique() if labels is not None else None)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     say(f"posterior effects E * M from {n_samples} draws of the guide")
@@ -98,30 +98,27 @@ def interpret_model(
     if source == "mask" and inclusion is None:
         raise ValueError(f"{type(model).__name__} has no mask; use source='effects'.")
     similarity = perturbation_similarity(effects if source == "effects" else inclusion, metric=metric)
-    n_clusters = n_clusters or (labels.nunique() if labels is not None else None)
-    clusters = cluster_perturbations(similarity, n_clusters=n_clusters)
-    clusters["group"] = labels
-    tables = {"effects": effects, "inclusion": inclusion, "similarity": similarity, "clusters": clusters}
-    report: dict[str, Any] = {"settings": {"source": source, "metric": metric, "n_clusters": n_clusters,
-                                           "n_samples": n_samples, "n_basal": n_basal, "seed": seed,
-                                           "n_permutations": n_permutations if labels is not None else None},
-                              "n_perturbations": len(perturbations), "n_clusters_found": int(clusters["cluster"].max())}
+    clusters = cluster_perturbations(similarity, n_clusters=n_clusters).assign(group=labels)
     score = None
     if labels is not None:
         say(f"grouping score against {n_permutations} label permutations")
         score = grouping_score(similarity, groups, n_clusters=n_clusters, n_permutations=n_permutations, seed=seed)
-        tables |= {"grouping_score": score.table, "grouping_null": score.null}
-        report["grouping"] = score.to_dict()
-    else:
-        report["grouping"] = {"skipped": "no grouping given"}
     say(f"decoder response to a unit shift of each of {effects.shape[1]} latent dims ({n_basal} basal states)")
     response = decoder_response(model, n_basal=n_basal, seed=seed)
-    tables |= {"decoder_response": response, "dim_genes": genes_per_dim(response, top_n=2 * top_n),
-               "dim_perturbations": perturbations_per_dim(effects, inclusion, top_n=top_n)}
-    report["files"] = _write_tables(tables, out)
+    tables = {"effects": effects, "inclusion": inclusion, "similarity": similarity, "clusters": clusters,
+              "grouping_score": None if score is None else score.table,
+              "grouping_null": None if score is None else score.null,
+              "decoder_response": response, "dim_genes": genes_per_dim(response, top_n=2 * top_n),
+              "dim_perturbations": perturbations_per_dim(effects, inclusion, top_n=top_n)}
+    report = {"settings": {"source": source, "metric": metric, "n_clusters": n_clusters, "n_samples": n_samples,
+                           "n_basal": n_basal, "n_permutations": n_permutations if score is not None else None,
+                           "seed": seed},
+              "n_perturbations": len(similarity), "n_clusters_found": int(clusters["cluster"].max()),
+              "grouping": score.to_dict() if score is not None else {"skipped": "no grouping given"},
+              "files": _write_tables(tables, out)}
     if plots:
-        report["files"] += _write_plots(similarity, clusters, labels, score, out, title=f"{metric} similarity of "
-                                        f"{'posterior effects E * M' if source == 'effects' else 'q(m = 1)'}")
+        title = f"{metric} similarity of {'posterior effects E * M' if source == 'effects' else 'q(m = 1)'}"
+        report["files"] += _write_plots(similarity, clusters, labels, score, out, title=title)
     report = _jsonable(report)
     (out / "interpret.json").write_text(json.dumps(report, indent=2))
     return report
