@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from samsvae_pyro import SAMSVAE, simulate_counts
+from tests.schema_files import write_replogle_file
 from tests.test_cli import assert_user_error, run_cli, run_main
 
 FAST = ["--n-permutations", "50", "--n-samples", "10", "--n-basal", "16"]
@@ -60,6 +61,23 @@ def test_interpret_with_a_groups_file_into_the_run_directory(capsys, saved_run, 
     report = json.loads((run_dir / "interpret.json").read_text())
     assert report["grouping"]["n_grouped"] == 3 and "true groups" not in out
     assert not list(run_dir.glob("*.png"))
+
+
+def test_pathways_of_a_replogle_file_group_guide_pairs_by_target(capsys, tmp_path):
+    adata = write_replogle_file(tmp_path / "replogle.h5ad")  # targets T0-T7, two guide pairs each
+    adata.uns["pathways"] = {"COMPLEX_A": ["T0", "T1", "T2"], "COMPLEX_B": ["T3", "T4", "OTHER"], "NONE": ["X"]}
+    adata.write_h5ad(tmp_path / "replogle.h5ad")
+    SAMSVAE.setup_anndata(adata, perturbation_key="sgID_AB", control_pattern="non-targeting")
+    model = SAMSVAE(adata, n_latent=3, n_hidden=16, device="cpu")
+    model.train(max_steps=2, batch_size=64, progress=False)
+    model.save(tmp_path / "run")
+    status, out, err = run_main(capsys, "interpret", tmp_path / "run", "--adata", tmp_path / "replogle.h5ad",
+                                "--pathways", "--no-plots", *FAST)
+    assert status == 0, err
+    assert "pathways: 2 of 3 have perturbed members" in out
+    clusters = pd.read_csv(tmp_path / "run" / "clusters.csv", index_col="perturbation")
+    assert clusters["group"].value_counts().to_dict() == {"COMPLEX_A": 6, "COMPLEX_B": 4}
+    assert all(label.startswith(("T0", "T1", "T2")) for label in clusters.index[clusters["group"] == "COMPLEX_A"])
 
 
 def test_unknown_perturbation_in_groups_file_is_a_one_line_error(saved_run, tmp_path):
