@@ -7,9 +7,11 @@ output, computed per particle: this is what keeps particle-vectorised training c
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn.functional as F
-from pyro.distributions import Gamma, Poisson, TorchDistribution
+from pyro.distributions import TorchDistribution
 from torch import Tensor
 from torch.distributions import constraints
 
@@ -85,8 +87,44 @@ class LibraryNegativeBinomial(TorchDistribution):
     def sample(self, sample_shape=torch.Size()) -> Tensor:
         with torch.no_grad():
             mu = self.mean.expand(self._extended_shape(sample_shape))
-            if self.log_theta is None:
-                return Poisson(mu).sample()
-            theta = self.log_theta.exp()
-            rate = Gamma(theta, theta / mu.clamp_min(1e-12)).sample()
-            return Poisson(rate).sample()
+            theta = None if self.log_theta is None else self.log_theta.exp()
+            return gamma_poisson(mu, theta)
+
+
+PARALLEL_MIN_ELEMENTS = 1 << 20
+
+
+def gamma_poisson(mu: Tensor, theta: Tensor | None) -> Tensor:
+    """x ~ Poisson(Gamma(theta, theta / mu)) (NB with mean mu, inverse dispersion theta), or Poisson(mu).
+
+    PyTorch's CPU Gamma and Poisson samplers run on one core; for large CPU tensors the draws are split
+    over ``torch.get_num_threads()`` threads, each with its own generator seeded from the global
+    stream (so a seeded run stays reproducible for a given thread count).
+
+    Shapes: mu (..., G); theta (G,) or None; returns (..., G).
+    """
+    n_threads = torch.get_num_threads()
+    if mu.device.type != "cpu" or n_threads == 1 or mu.numel() < PARALLEL_MIN_ELEMENTS:
+        return _gamma_poisson(mu, theta, None)
+    flat_mu = mu.reshape(-1)
+    flat_theta = None if theta is None else theta.expand_as(mu).reshape(-1)
+    out = torch.empty_like(flat_mu)
+    seeds = torch.randint(0, 2**62, (n_threads,)).tolist()
+    bounds = [len(flat_mu) * i // n_threads for i in range(n_threads + 1)]
+
+    def draw(i: int) -> None:
+        rows = slice(bounds[i], bounds[i + 1])
+        generator = torch.Generator().manual_seed(seeds[i])
+        out[rows] = _gamma_poisson(flat_mu[rows], None if flat_theta is None else flat_theta[rows], generator)
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        list(pool.map(draw, range(n_threads)))
+    return out.reshape(mu.shape)
+
+
+def _gamma_poisson(mu: Tensor, theta: Tensor | None, generator: torch.Generator | None) -> Tensor:
+    if theta is None:
+        return torch.poisson(mu, generator=generator)
+    theta = theta.expand_as(mu)
+    rate = torch._standard_gamma(theta, generator=generator) * (mu / theta)  # Gamma(theta, theta / mu)
+    return torch.poisson(rate, generator=generator)

@@ -66,6 +66,27 @@ def test_library_negative_binomial_samples_have_the_right_mean():
     assert torch.allclose(samples.mean(0), torch.full((1, 4), 100.0), rtol=0.05)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gamma_poisson_has_negative_binomial_moments_and_is_reproducible(threads, monkeypatch):
+    from samsvae_pyro.distributions import negative_binomial
+
+    monkeypatch.setattr(negative_binomial, "PARALLEL_MIN_ELEMENTS", 1000)  # exercise the threaded path
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        mu = torch.tensor([0.3, 4.0, 60.0]).expand(40000, 3)
+        theta = torch.tensor([0.5, 2.0, 10.0])
+        torch.manual_seed(0)
+        x = negative_binomial.gamma_poisson(mu, theta)
+        torch.manual_seed(0)
+        again = negative_binomial.gamma_poisson(mu, theta)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(x, again) and torch.equal(x, x.round()) and (x >= 0).all()
+    assert torch.allclose(x.mean(0), mu[0], rtol=0.04)
+    assert torch.allclose(x.var(0), mu[0] + mu[0] ** 2 / theta, rtol=0.08)
+
+
 def test_library_negative_binomial_gradients_match_torch():
     torch.manual_seed(2)
     S, B, G = 3, 6, 9
