@@ -186,12 +186,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.adata is None:  # a run of `train --config` / `sweep`: the data are rebuilt from its config
-        from samsvae_pyro.experiments import load_experiment_run
-
-        model, adata = load_experiment_run(args.run_dir, device=args.device)
-    else:
-        model, adata = load_run(args.run_dir, args.adata, device=args.device)
+    model, adata = load_any_run(args.run_dir, args.adata, device=args.device)
     out = Path(args.out) if args.out else Path(args.run_dir)
     report = model.evaluate(out, truth=adata.uns.get("sams_truth"), n_particles=args.n_particles,
                             ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
@@ -257,7 +252,7 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     if args.groups and args.pathways:
         raise ValueError("give either --groups FILE or --pathways, not both.")
     groups = read_groups(args.groups) if args.groups else None
-    model, adata = load_run(args.run_dir, args.adata, device=args.device)
+    model, adata = load_any_run(args.run_dir, args.adata, device=args.device)
     if args.pathways:
         target_key = None if args.target_key.lower() == "none" else args.target_key
         groups = groups_from_pathways(adata, model.data.vocabulary.perturbations,
@@ -321,6 +316,16 @@ def load_run(run_dir: str | Path, adata_path: str | Path, *, device: str = "auto
     if (run_dir / HISTORY).is_file():
         model.history = pd.read_csv(run_dir / HISTORY)
     return model, adata
+
+
+def load_any_run(run_dir: str | Path, adata_path: str | Path | None, *, device: str = "auto"):
+    """A saved run with its AnnData: read from ``adata_path``, or rebuilt from the experiment config of a run
+    of ``train --config`` / ``sweep`` when ``adata_path`` is None."""
+    if adata_path is not None:
+        return load_run(run_dir, adata_path, device=device)
+    from samsvae_pyro.experiments import load_experiment_run
+
+    return load_experiment_run(run_dir, device=device)
 
 
 def _check_columns(adata, args: argparse.Namespace) -> None:
@@ -548,8 +553,9 @@ def _predict_parser(commands) -> None:
 def _interpret_parser(commands) -> None:
     sub = _command(commands, "interpret", cmd_interpret, "Latent structure of a saved run: perturbation similarity "
                    "and clusters, a grouping score against a permutation null, and what each latent dim does.")
-    sub.add_argument("run_dir", help="directory written by `samsvae train` or `samsvae demo`")
-    sub.add_argument("--adata", required=True, help="the .h5ad the run was trained on")
+    sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
+    sub.add_argument("--adata", default=None,
+                     help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
     grouping = sub.add_argument_group("grouping (default: uns['sams_truth']['groups'] of a grouped simulation)")
     grouping.add_argument("--groups", default=None, metavar="FILE",
                           help=".json {group: [perturbations]} or .csv/.tsv with columns perturbation, group")

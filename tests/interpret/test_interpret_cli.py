@@ -102,6 +102,8 @@ def test_other_user_errors(capsys, saved_run, args, fragments):
 def test_missing_run_dir(capsys, saved_run, tmp_path):
     status, _, err = run_main(capsys, "interpret", tmp_path / "no_run", "--adata", saved_run[1])
     assert_user_error(status, err, "is not a saved run")
+    status, _, err = run_main(capsys, "interpret", tmp_path / "no_run")  # without --adata: an experiment run
+    assert_user_error(status, err, "is not an experiment run", "--adata")
 
 
 def test_simulate_with_groups(capsys, tmp_path):
