@@ -5,11 +5,7 @@
 - :mod:`.sweep`: every combination of the listed values, sequential or over processes, aggregated.
 - :mod:`.compare`: the paper-style table of run directories, as Markdown and CSV.
 
-Example
--------
->>> from samsvae_pyro.experiments import load_config, resolve_config, run_config
->>> config = resolve_config(load_config("configs/demo.yaml"), {"train.max_steps": 5})  # doctest: +SKIP
->>> metrics = run_config(config, "runs/demo")                                          # doctest: +SKIP
+``samsvae train --config``, ``samsvae sweep`` and ``samsvae compare`` are the command-line entry points.
 """
 
 from samsvae_pyro.experiments.compare import comparison_table, markdown_table, relative_iwelbo, write_table

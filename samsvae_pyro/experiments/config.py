@@ -105,16 +105,6 @@ def apply_overrides(config: Mapping, overrides: Mapping[str, Any]) -> dict:
     return config
 
 
-def get_path(config: Mapping, path: str) -> Any:
-    """The value at a dotted path, or None where it is absent."""
-    node: Any = config
-    for key in path.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
 # ---------------------------------------------------------------- resolution
 
 
@@ -131,6 +121,14 @@ def resolve_config(config: Mapping, overrides: Mapping[str, Any] | None = None) 
     Returns
     -------
     A dict with keys name, description, variant and the sections; safe to dump as YAML.
+
+    Examples
+    --------
+    >>> config = {"data": {"source": "simulate_counts", "setup": {"perturbation_key": "perturbation"}},
+    ...           "model": {"n_latent": 4}, "variants": {"cpa": {"model.class": "CPAVAE"}}}
+    >>> run = resolve_config(config, {"train.lr": 1e-3})
+    >>> run["variant"], run["model"]["class"], run["guide"], run["train"]["lr"], run["data"]["split"]["kind"]
+    ('cpa', 'CPAVAE', {'name': 'mean_field'}, 0.001, 'column')
     """
     overrides = dict(overrides or {})
     chosen = apply_overrides(config, overrides)
@@ -268,5 +266,5 @@ def plain_config(value: Any) -> Any:
     return value
 
 
-__all__ = ["apply_overrides", "dump_config", "get_path", "load_config", "parse_overrides", "plain_config",
+__all__ = ["apply_overrides", "dump_config", "load_config", "parse_overrides", "plain_config",
            "resolve_config"]

@@ -51,7 +51,7 @@ from samsvae_pyro.experiments.compare import (
     run_label,
     run_scores,
 )
-from samsvae_pyro.experiments.config import dump_config, plain_config, resolve_config
+from samsvae_pyro.experiments.config import plain_config, resolve_config
 from samsvae_pyro.experiments.run import EXPERIMENT_FILE, METRICS, run_config
 
 SWEEP_KEYS = ("grid", "replicates", "reference")
