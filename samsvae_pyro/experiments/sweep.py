@@ -116,6 +116,10 @@ def plan_sweep(config: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
     ``overrides`` apply to every run and win over the grid values.
     """
     grid, _, _ = sweep_section(config)
+    fixed = [key for key in overrides or {} if key in grid]
+    if fixed:
+        raise ValueError(f"override {fixed[0]} is a key of sweep.grid, which sets it per run; change the grid's "
+                         "values in the config instead.")
     runs = []
     for settings in expand_grid(grid, covering=covering):
         resolved = resolve_config(config, {**settings, **(overrides or {})})

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samsvae_pyro.experiments import expand_grid, load_config, relative_iwelbo, run_sweep
+from samsvae_pyro.experiments import expand_grid, load_config, plan_sweep, relative_iwelbo, run_sweep
 from samsvae_pyro.experiments.sweep import SweepRun, runs_table, sweep_section, write_summary
 from tests.experiments.conftest import SMOKE
 from tests.experiments.test_config import DEMO
@@ -36,6 +36,11 @@ def test_grid_product_and_covering_subset():
 def test_sweep_section_errors(sweep, message):
     with pytest.raises(ValueError, match=message):
         sweep_section({"sweep": sweep})
+
+
+def test_an_override_cannot_fix_a_grid_key():
+    with pytest.raises(ValueError, match="override variant is a key of sweep.grid"):
+        plan_sweep(load_config(DEMO), {"variant": "cpa_vae"})
 
 
 def _fake_run(run_dir, iwelbo_cells, ate_r):
