@@ -169,7 +169,7 @@ def test_clusters_follow_blocks_in_dendrogram_order():
         cluster_perturbations(similarity, n_clusters=13)
 
 
-@pytest.mark.parametrize("name", ["grouping", "similarity"])
+@pytest.mark.parametrize("name", ["grouping", "similarity", "effects", "latent_dims"])
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(f"samsvae_pyro.interpret.{name}"))
     assert result.attempted > 0 and result.failed == 0
