@@ -61,6 +61,7 @@ def plot_similarity_heatmap(similarity: pd.DataFrame, path: str | os.PathLike, *
         strip.set_yticks(np.arange(len(names)), [str(n) for n in names], fontsize=6)
     else:
         axes.set_xticks([])
+        strip.set_yticks([])
     if legend:
         figure.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 6), fontsize=6)
     axes.set(title=title, xlabel="perturbation (clustered)")

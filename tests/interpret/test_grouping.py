@@ -18,6 +18,8 @@ from samsvae_pyro.interpret import (
     grouping_score,
     groups_from_pathways,
     perturbation_similarity,
+    plot_grouping_null,
+    plot_similarity_heatmap,
     read_groups,
 )
 from samsvae_pyro.interpret.grouping import _AdjustedRand, _PairAUROC
@@ -167,6 +169,18 @@ def test_clusters_follow_blocks_in_dendrogram_order():
     assert cluster_perturbations(similarity, min_similarity=-1.0)["cluster"].nunique() == 1
     with pytest.raises(ValueError, match="n_clusters=13"):
         cluster_perturbations(similarity, n_clusters=13)
+
+
+def test_plots_write_png(tmp_path):
+    similarity = block_similarity(noise=0.1)
+    order = cluster_perturbations(similarity)["position"].to_numpy().argsort()
+    labels = group_labels({"G0": NAMES[:3], "G1": NAMES[3:5]}, NAMES)  # partly grouped
+    many = random_similarity(n=12).reindex(index=NAMES * 6, columns=NAMES * 6)  # 72 rows: no tick labels
+    paths = [plot_similarity_heatmap(similarity, tmp_path / "a.png", order=order, groups=labels),
+             plot_similarity_heatmap(many, tmp_path / "b.png"),
+             plot_grouping_null(grouping_score(similarity, GROUPS, n_permutations=20), tmp_path / "c.png")]
+    for path in paths:
+        assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 5000
 
 
 @pytest.mark.parametrize("name", ["grouping", "similarity", "effects", "latent_dims"])
