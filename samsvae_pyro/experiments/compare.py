@@ -126,9 +126,9 @@ def format_value(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def markdown_table(frame: pd.DataFrame, *, digits: Mapping[str, int] | None = None) -> str:
-    """A Markdown table of a frame (index included); IWELBO columns with 2 decimals, others with 3."""
-    digits = {IWELBO: 2, RELATIVE: 2, **(digits or {})}
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown table of a frame (index included); IWELBO columns with 2 decimals, other numbers with 3."""
+    digits = {IWELBO: 2, RELATIVE: 2}
     header = [frame.index.name or ""] + list(frame.columns)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, row in frame.iterrows():
