@@ -1,5 +1,7 @@
 """Every comparison family through the shared user API: train, evaluate, predict, save/load (issue 5)."""
 
+import doctest
+import importlib
 import json
 
 import numpy as np
@@ -90,3 +92,18 @@ def test_guide_of_another_family_is_rejected_with_the_sites(registered):
         ConditionalVAE(registered, guide="mean_field", **SMALL)
     with pytest.raises(ValueError, match=r"missing sites \['E', 'mask'\], extra sites \[\]"):
         SAMSVAE(registered, guide="conditional", **SMALL)
+
+
+def test_beta_bernoulli_mask_probabilities_are_the_posterior_of_m_not_of_its_prior_probability(registered):
+    model = SAMSVAE(registered, mask_prior="beta_bernoulli", **SMALL)
+    with torch.no_grad():
+        model.guide.mask.logits.normal_(0.0, 2.0)
+        model.guide.mask.prob_logits.fill_(-3.0)
+    expected = torch.sigmoid(model.guide.mask.logits).detach().numpy()
+    np.testing.assert_allclose(model.mask_probabilities(n_samples=3).to_numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("module", ["cpa_vae", "conditional_vae", "svae_plus"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(f"samsvae_pyro.api.{module}"))
+    assert result.attempted > 0 and result.failed == 0
