@@ -203,9 +203,10 @@ class PerturbationModel:
     @torch.no_grad()
     def get_latent_representation(self, adata: ad.AnnData | None = None, *, kind: str = "basal",
                                   n_samples: int = 10, batch_size: int = 512) -> np.ndarray:
-        """Posterior mean latents per cell: ``"basal"`` (z_basal) or ``"perturbed"`` (the model's z, e.g. z_basal + d (E * M)).
+        """Posterior mean latents per cell: ``"basal"`` (z_basal) or ``"perturbed"`` (the model's z).
 
-        Shapes: returns (N, K) for the cells of ``adata`` (default: the training AnnData).
+        The perturbed latent is the model's return value replayed on the guide's draws, e.g. z_basal + d (E * M)
+        for SAMS-VAE. Shapes: returns (N, K) for the cells of ``adata`` (default: the training AnnData).
         """
         if kind not in ("basal", "perturbed"):
             raise ValueError(f"kind={kind!r} is not supported; choose 'basal' or 'perturbed'.")

@@ -10,7 +10,7 @@ from samsvae_pyro.models.plates import latent_offset, perturbations_plate
 
 
 class SVAEPlusGuide(SAMSGuide):
-    """q(pi) = point mass at sigmoid(logits), q(M) straight-through, q(z_basal_i) = N(mu(x~_i) - d_i (M * mu), sigma(x~_i)).
+    """q(pi) point mass, q(M) straight-through, q(z_basal_i) = N(mu(x~_i) - d_i (M * mu), sigma(x~_i)).
 
     The encoder sees x~ only, as the paper's q(z | x~); moving its mean by the shift of the same
     particle makes q(z_basal) the image of q(z | x~) under z_basal = z - d (M * mu). The shift mu

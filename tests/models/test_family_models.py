@@ -53,7 +53,8 @@ def test_svae_plus_shifts_by_the_masked_parameter_under_a_beta_prior(batch):
     trace = traced(model, batch)
     assert E not in trace.nodes
     prior = trace.nodes[MASK_PROB]["fn"].base_dist
-    assert torch.allclose(prior.concentration1, torch.tensor(1.0)) and torch.allclose(prior.concentration0, torch.tensor(10.0))
+    assert torch.allclose(prior.concentration1, torch.tensor(1.0))
+    assert torch.allclose(prior.concentration0, torch.tensor(10.0))
     mask, z_basal = trace.nodes[MASK]["value"], trace.nodes[Z_BASAL]["value"]
     torch.testing.assert_close(trace.nodes["_RETURN"]["value"], z_basal + batch["D"] @ (mask * model.shift))
     controls = batch["D"].sum(-1) == 0
