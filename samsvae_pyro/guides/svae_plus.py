@@ -6,7 +6,7 @@ from torch import Tensor
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.guides.base import SAMSGuide
-from samsvae_pyro.models.plates import latent_offset, perturbations_plate
+from samsvae_pyro.models.plates import perturbations_plate
 
 
 class SVAEPlusGuide(SAMSGuide):
@@ -30,15 +30,10 @@ class SVAEPlusGuide(SAMSGuide):
                              f"{type(model).__name__}. Use SVAEPlus, or another guide for this model.")
         if kwargs.pop("use_offset", False):
             raise ValueError("use_offset=True does not apply to the 'svae_plus' guide: its encoder sees x~ only.")
-        super().__init__(model, use_offset=False, **kwargs)
+        super().__init__(model, use_offset=False, subtract_offset=True, **kwargs)
         self.shift = model.shift  # tied: one parameter, in the model and here
 
     def sample_globals(self, batch: Batch) -> tuple[Tensor | None, Tensor]:
         """Sample pi and M in the perturbations plate. Returns M (..., T, K) and the shift mu (T, K)."""
         with perturbations_plate(self.n_perturbations):
             return self.mask(), self.shift
-
-    def forward(self, batch: Batch) -> Tensor:
-        """Sample every latent site of the model for ``batch``; returns z_basal, (..., B, K)."""
-        mask, shift = self.sample_globals(batch)
-        return self.encoder(batch, None, shift=latent_offset(batch["D"], shift, mask))

@@ -81,7 +81,7 @@ class SAMSVAEModel(PyroModule):
         if learn_mask_prior:
             self.mask_prior_logit = nn.Parameter(logit)
         else:
-            self.register_buffer("mask_prior_logit", logit)
+            self.register_buffer("mask_prior_logit", logit, persistent=False)  # rebuilt from the config
         self.embedding_prior_scale = embedding_prior_scale
         self.head = LikelihoodHead(likelihood, n_genes)
         self.decoder = MLP((n_latent,), self.head.n_outputs, n_hidden=n_hidden, n_layers=n_layers,
