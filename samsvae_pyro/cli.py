@@ -50,7 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = SAMSVAE(adata, n_latent=8, n_hidden=128, mask_prior_prob=0.1, guide="correlated",
                     guide_kwargs={"embedding_hidden": 128}, device="cpu", seed=args.seed)
     print(f"training SAMS-VAE (correlated guide) for {args.steps} steps")
-    model.train(max_steps=args.steps, batch_size=256, lr=3e-3, n_particles=3, val_every=max(args.steps // 5, 1),
+    model.train(max_steps=args.steps, batch_size=256, lr=3e-3, n_particles=5, val_every=max(args.steps // 5, 1),
                 seed=args.seed, progress=not args.quiet)
     out = Path(args.out)
     model.save(out, overwrite=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from samsvae_pyro.api.device import choose_device
+from samsvae_pyro.api.device import choose_device, seeded
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
 from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
 from samsvae_pyro.evaluate.iwelbo import iwelbo
@@ -64,7 +64,7 @@ class PerturbationModel:
         if isinstance(guide, str):
             guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
-        with _seeded(seed, torch.device("cpu")):
+        with seeded(seed, torch.device("cpu")):
             self.model = self._build_model(**model_kwargs)
             self.guide = make_guide(
                 guide, self.model, x_mean=torch.as_tensor(self.data.x_mean), x_std=torch.as_tensor(self.data.x_std),
@@ -234,7 +234,7 @@ class PerturbationModel:
         ``kind="joint"`` returns the joint bound per cell instead (a float; see :mod:`samsvae_pyro.evaluate.iwelbo`).
         """
         data, cells = self._cells(adata, split)
-        with _seeded(seed, self.device):
+        with seeded(seed, self.device):
             values = iwelbo(self.model, self.guide, self.loader(cells, batch_size=batch_size, data=data),
                             n_particles=n_particles, kind=kind)
         if kind == "joint":
@@ -254,7 +254,7 @@ class PerturbationModel:
         """
         conditions = list(conditions if conditions is not None else self.data.conditions())
         D = self._dosages(conditions)
-        with _seeded(seed, self.device):
+        with seeded(seed, self.device):
             draws = model_ate_draws(self.model, self.guide, self.example_batch(1), D, n_global_draws=n_global_draws,
                                     samples_per_draw=samples_per_draw, method=method, max_elements=max_elements)
         summary = summarise_draws(draws, interval=interval)
@@ -269,6 +269,14 @@ class PerturbationModel:
         and outputs: :func:`samsvae_pyro.evaluate.report.evaluate_model`. Returns the metrics as a nested dict.
         """
         return evaluate_model(self, output_dir, **kwargs)
+
+    def interpret(self, output_dir: str | Path, **kwargs: Any) -> dict:
+        """Write the latent-structure analysis (effects, similarity and clusters, grouping score, latent-dim tables,
+        plots, interpret.json) to ``output_dir``; options and outputs: :func:`samsvae_pyro.interpret.interpret_model`.
+        """
+        from samsvae_pyro.interpret import interpret_model  # interpret builds on this module
+
+        return interpret_model(self, output_dir, **kwargs)
 
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,
@@ -290,7 +298,7 @@ class PerturbationModel:
         if mode not in ("generative", "counterfactual"):
             raise ValueError(f"mode={mode!r} is not supported; choose 'generative' or 'counterfactual'.")
         D = self._dosages(list(perturbations))
-        with _seeded(seed, self.device):
+        with seeded(seed, self.device):
             if mode == "generative":
                 counts, obs = self._generative(D, list(perturbations), n_cells, library)
             else:
@@ -361,21 +369,6 @@ def _prediction_anndata(counts: torch.Tensor, obs: pd.DataFrame, var_names) -> a
     obs.index = [f"pred_{i}" for i in range(len(obs))]
     return ad.AnnData(X=np.log1p(counts / library * TARGET_LIBRARY), obs=obs,
                       var=pd.DataFrame(index=var_names), layers={"counts": counts})
-
-
-class _seeded:
-    """Run a block with its own seeded random stream, leaving the global stream untouched."""
-
-    def __init__(self, seed: int, device: torch.device):
-        self.fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-        self.seed = seed
-
-    def __enter__(self):
-        self.fork.__enter__()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        return self.fork.__exit__(*exc)
 
 
 def _registered_setup(adata: ad.AnnData) -> dict:

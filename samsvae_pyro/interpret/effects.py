@@ -17,7 +17,7 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from samsvae_pyro.api.base import _seeded
+from samsvae_pyro.api.device import seeded
 from samsvae_pyro.evaluate.posterior import guide_trace, site_mean
 from samsvae_pyro.models.plates import GLOBAL_SITES, MASK, Z_BASAL, particles_plate
 
@@ -59,7 +59,7 @@ def posterior_effects(model: Any, *, n_samples: int = 100, seed: int = 0) -> tup
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples}.")
-    with _seeded(seed, model.device):
+    with seeded(seed, model.device):
         trace = guide_trace(model.guide, model.example_batch(1), n_samples)
     globals_ = {name: trace.nodes[name]["value"] for name in GLOBAL_SITES if name in trace.nodes}
     if not globals_:

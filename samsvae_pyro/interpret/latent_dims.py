@@ -22,7 +22,7 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from samsvae_pyro.api.base import _seeded
+from samsvae_pyro.api.device import seeded
 from samsvae_pyro.evaluate.ate import ate_transform
 from samsvae_pyro.evaluate.predictive import TARGET_LIBRARY
 from samsvae_pyro.models.plates import X, Z_BASAL
@@ -62,7 +62,7 @@ def decoder_response(model: Any, *, n_basal: int = 256, shift: float = 1.0, seed
     if n_basal < 1:
         raise ValueError(f"n_basal must be a positive integer, got {n_basal}.")
     net, rows = model.model, []
-    with _seeded(seed, model.device):
+    with seeded(seed, model.device):
         z_basal, mean, transform = _expected_expression(net, n_basal, model.device)  # (n, K), (n, G)
         baseline = transform(mean)
         for k in range(z_basal.shape[-1]):

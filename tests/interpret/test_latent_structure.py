@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from samsvae_pyro import SAMSVAE, simulate_counts
-from samsvae_pyro.api.base import _seeded
+from samsvae_pyro.api.device import seeded
 from samsvae_pyro.evaluate.posterior import guide_trace
 from samsvae_pyro.interpret import (
     decoder_response,
@@ -79,7 +79,7 @@ def test_latent_dims_are_switched_on_by_whole_groups(grouped):
 def test_posterior_effects_average_the_product_per_draw(grouped):
     model, _ = grouped
     effects, inclusion = posterior_effects(model, n_samples=40, seed=3)
-    with _seeded(3, model.device):
+    with seeded(3, model.device):
         trace = guide_trace(model.guide, model.example_batch(1), 40)
     product = (trace.nodes[E]["value"] * trace.nodes[MASK]["value"]).mean(0)  # (T, K)
     np.testing.assert_allclose(effects.to_numpy(), product.numpy(), atol=1e-5)
