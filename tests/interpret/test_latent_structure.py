@@ -109,7 +109,7 @@ def test_decoder_response_is_the_mean_shift_of_log_expression(grouped):
 
 def test_report_without_groups_and_on_mask_probabilities(grouped, tmp_path):
     model, _ = grouped
-    report = interpret_model(model, tmp_path, source="mask", n_samples=10, n_basal=8, top_n=2, plots=False)
+    report = model.interpret(tmp_path, source="mask", n_samples=10, n_basal=8, top_n=2, plots=False)  # the method
     assert report["grouping"] == {"skipped": "no grouping given"}
     assert not (tmp_path / "grouping_score.csv").exists() and "similarity.csv" in report["files"]
     assert report["settings"]["source"] == "mask" and report["n_clusters_found"] >= 1
