@@ -1,8 +1,8 @@
 """The ``samsvae`` command line, run as a user runs it (``python -m samsvae_pyro.cli ...`` in a subprocess).
 
-The end-to-end paths (simulate, demo, train, predict and one usage error) run in subprocesses; the
-per-command help pages and user errors run ``main(argv)`` in-process, which is the same code path
-without paying the package import (several seconds) once per case.
+The end-to-end paths and one user error per command run in subprocesses; the per-command help pages
+and further user errors run ``main(argv)`` in-process, which is the same code path without paying the
+package import (several seconds) once per case.
 """
 
 from __future__ import annotations
@@ -194,9 +194,9 @@ def test_train_with_a_wrong_perturbation_key(capsys, simulated, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_train_with_a_missing_file(capsys, tmp_path):
-    status, _, err = run_main(capsys, "train", "--adata", tmp_path / "nope.h5ad", *SIM_KEYS)
-    assert_user_error(status, err, "nope.h5ad", "does not exist")
+def test_train_with_a_missing_file(tmp_path):
+    result = run_cli("train", "--adata", tmp_path / "nope.h5ad", *SIM_KEYS)
+    assert_user_error(result.returncode, result.stderr, "nope.h5ad", "does not exist")
 
 
 def test_train_refuses_to_overwrite_a_run(capsys, simulated, run_dir):
@@ -204,24 +204,24 @@ def test_train_refuses_to_overwrite_a_run(capsys, simulated, run_dir):
     assert_user_error(status, err, "already holds a saved model", "--overwrite")
 
 
-def test_predict_unknown_perturbation(capsys, simulated, run_dir):
-    status, _, err = run_main(capsys, "predict", run_dir, "--adata", simulated, "--perturbations", "P0+XYZ")
-    assert_user_error(status, err, "'XYZ'", "not in the vocabulary")
+def test_predict_unknown_perturbation(simulated, run_dir):
+    result = run_cli("predict", run_dir, "--adata", simulated, "--perturbations", "P0+XYZ")
+    assert_user_error(result.returncode, result.stderr, "'XYZ'", "not in the vocabulary")
 
 
-def test_evaluate_missing_run_dir(capsys, simulated, tmp_path):
-    status, _, err = run_main(capsys, "evaluate", tmp_path / "no_run", "--adata", simulated)
-    assert_user_error(status, err, "is not a saved run", "samsvae train")
+def test_evaluate_missing_run_dir(simulated, tmp_path):
+    result = run_cli("evaluate", tmp_path / "no_run", "--adata", simulated)
+    assert_user_error(result.returncode, result.stderr, "is not a saved run", "samsvae train")
 
 
-def test_simulate_refuses_a_wrong_suffix(capsys, tmp_path):
-    status, _, err = run_main(capsys, "simulate", "--out", tmp_path / "sim.csv")
-    assert_user_error(status, err, "should end in .h5ad")
+def test_simulate_refuses_a_wrong_suffix(tmp_path):
+    result = run_cli("simulate", "--out", tmp_path / "sim.csv")
+    assert_user_error(result.returncode, result.stderr, "should end in .h5ad")
 
 
-def test_demo_rejects_zero_steps(capsys):
-    status, _, err = run_main(capsys, "demo", "--steps", "0")
-    assert_user_error(status, err, "--steps", "positive integer")
+def test_demo_rejects_zero_steps():
+    result = run_cli("demo", "--steps", "0")
+    assert_user_error(result.returncode, result.stderr, "--steps", "positive integer")
 
 
 # ---------------------------------------------------------------- experiment configs: train --config, sweep, compare
@@ -282,7 +282,9 @@ def test_train_with_a_missing_config(capsys, tmp_path):
 
 def test_sweep_with_an_unknown_key_is_a_one_line_error(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(DEMO_CONFIG.read_text().replace("n_particles: 3", "n_particels: 3"))
+    text = DEMO_CONFIG.read_text()
+    assert "\n  n_particles: 5\n" in text  # the train section's line this test misspells
+    path.write_text(text.replace("\n  n_particles: 5\n", "\n  n_particels: 5\n"))
     result = run_cli("sweep", path, "--out", tmp_path / "out")
     assert_user_error(result.returncode, result.stderr, "'n_particels'", "section train", "valid keys")
     assert not (tmp_path / "out").exists()  # nothing ran
