@@ -90,6 +90,24 @@ class LibraryNegativeBinomial(TorchDistribution):
             theta = None if self.log_theta is None else self.log_theta.exp()
             return gamma_poisson(mu, theta)
 
+    def sample_shared_mixing(self, period: int) -> Tensor:
+        """Counts whose Gamma mixing variable repeats every ``period`` cells (common random numbers).
+
+        x_ig = Poisson(mu_ig * w_(i mod period) g), w ~ Gamma(theta, theta): each cell keeps exactly its NB
+        (or, without theta, Poisson) distribution; cells ``period`` apart share w, e.g. the same replicate under
+        different conditions. Shapes: cells on dim -2, a multiple of ``period``; returns the batch + event shape.
+        """
+        with torch.no_grad():
+            mu = self.mean.expand(self._extended_shape())
+            if self.log_theta is None:
+                return gamma_poisson(mu, None)
+            if mu.shape[-2] % period:
+                raise ValueError(f"{mu.shape[-2]} cells are not a whole number of periods of {period}.")
+            theta = self.log_theta.exp()
+            shape = mu.shape[:-2] + (period, mu.shape[-1])
+            mixing = torch._standard_gamma(theta.expand(shape).contiguous()) / theta  # (..., period, G), mean 1
+            return gamma_poisson(mu * mixing.repeat(*([1] * (mu.dim() - 2)), mu.shape[-2] // period, 1), None)
+
 
 PARALLEL_MIN_ELEMENTS = 1 << 20
 

@@ -87,6 +87,22 @@ def test_gamma_poisson_has_negative_binomial_moments_and_is_reproducible(threads
     assert torch.allclose(x.var(0), mu[0] + mu[0] ** 2 / theta, rtol=0.08)
 
 
+def test_shared_mixing_keeps_each_cells_negative_binomial_and_shares_the_noise_across_periods():
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, -1.0]]).expand(4, 3)  # 2 conditions x 2 replicates, 3 genes
+    library = torch.tensor([100.0, 100.0, 300.0, 300.0])
+    d = LibraryNegativeBinomial(logits, library, torch.tensor([0.0, 1.0, 2.0]))
+    x = torch.stack([d.sample_shared_mixing(period=2) for _ in range(20000)])  # (20000, 4, 3)
+    mu, theta = d.mean[0:4], torch.tensor([0.0, 1.0, 2.0]).exp()
+    assert torch.allclose(x.mean(0), mu, rtol=0.05)
+    assert torch.allclose(x.var(0), mu + mu**2 / theta, rtol=0.1)
+    shared = torch.corrcoef(torch.stack([x[:, 0, 0], x[:, 2, 0]]))[0, 1]  # replicate 0 under both conditions
+    independent = torch.corrcoef(torch.stack([x[:, 0, 0], x[:, 1, 0]]))[0, 1]  # two replicates
+    assert shared > 0.3 and abs(independent) < 0.05
+    with pytest.raises(ValueError, match="period"):
+        d.sample_shared_mixing(period=3)
+
+
 def test_library_negative_binomial_gradients_match_torch():
     torch.manual_seed(2)
     S, B, G = 3, 6, 9
