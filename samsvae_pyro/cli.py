@@ -497,9 +497,7 @@ def _train_parser(commands) -> None:
 
 def _evaluate_parser(commands) -> None:
     sub = _command(commands, "evaluate", cmd_evaluate, "Evaluate a saved run and write its report.")
-    sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
-    sub.add_argument("--adata", default=None,
-                     help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
+    _saved_run_arguments(sub)
     sub.add_argument("--out", default=None, help="report directory (default: the run directory)")
     sub.add_argument("--n-particles", type=_positive, default=100, help="IWELBO particles (default 100)")
     sub.add_argument("--ate-draws", type=_positive, default=50, help="posterior draws of the model ATE (default 50)")
@@ -507,6 +505,13 @@ def _evaluate_parser(commands) -> None:
     sub.add_argument("--no-plots", action="store_true")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _saved_run_arguments(sub: argparse.ArgumentParser) -> None:
+    """RUN_DIR and --adata, for commands that read any saved run (evaluate, interpret)."""
+    sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
+    sub.add_argument("--adata", default=None,
+                     help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
 
 
 def _sweep_parser(commands) -> None:
@@ -553,9 +558,7 @@ def _predict_parser(commands) -> None:
 def _interpret_parser(commands) -> None:
     sub = _command(commands, "interpret", cmd_interpret, "Latent structure of a saved run: perturbation similarity "
                    "and clusters, a grouping score against a permutation null, and what each latent dim does.")
-    sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
-    sub.add_argument("--adata", default=None,
-                     help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
+    _saved_run_arguments(sub)
     grouping = sub.add_argument_group("grouping (default: uns['sams_truth']['groups'] of a grouped simulation)")
     grouping.add_argument("--groups", default=None, metavar="FILE",
                           help=".json {group: [perturbations]} or .csv/.tsv with columns perturbation, group")
