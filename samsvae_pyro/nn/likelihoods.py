@@ -8,14 +8,17 @@ library size (ATE at l = 1e4) mean the same thing for every count likelihood.
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 from pyro import distributions as dist
 from torch import Tensor, nn
 
+from samsvae_pyro._typing import Likelihood
 from samsvae_pyro.distributions import LibraryNegativeBinomial
 from samsvae_pyro.nn.mlp import gaussian_params
 
-LIKELIHOODS = ("nb", "poisson", "normal")
+LIKELIHOODS = get_args(Likelihood)
 
 
 class LikelihoodHead(nn.Module):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from samsvae_pyro import CPAVAE, SAMSVAE, ConditionalVAE, SVAEPlus
+from samsvae_pyro.runs import evaluate_run
 
 SMALL = dict(n_latent=3, n_hidden=16, device="cpu")
 FAST = dict(batch_size=64, lr=1e-2, progress=False)
@@ -29,7 +30,7 @@ def test_family_trains_evaluates_predicts_and_round_trips(tiny_adata, family, tm
     model = family(adata, **SMALL)
     assert np.isfinite(model.train(max_steps=6, val_every=3, **FAST)["train_loss"]).all()
 
-    report = model.evaluate(tmp_path / "report", truth=adata.uns["sams_truth"], n_particles=4, ate_draws=3,
+    report = evaluate_run(model, tmp_path / "report", truth=adata.uns["sams_truth"], n_particles=4, ate_draws=3,
                             ate_samples_per_draw=3, plots=False)
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["model"]["class"] == family.__name__
     assert np.isfinite(report["iwelbo"]["mean"]) and report["ate"]["model"]["all"]["n_conditions"] == 5

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from samsvae_pyro import SAMSVAE, simulate_counts
-from samsvae_pyro.cli import demo_data
+from samsvae_pyro.runs import demo_data, evaluate_run
 from samsvae_pyro.evaluate import mask_recovery
 from samsvae_pyro.evaluate.ate import data_ate
 from samsvae_pyro.evaluate.metrics import _pearson
@@ -53,7 +53,7 @@ def model(simulation):
 
 @pytest.fixture(scope="module")
 def report(model, simulation, tmp_path_factory):
-    return model.evaluate(tmp_path_factory.mktemp("report"), truth=simulation.uns["sams_truth"], n_particles=50,
+    return evaluate_run(model, tmp_path_factory.mktemp("report"), truth=simulation.uns["sams_truth"], n_particles=50,
                           plots=False)
 
 
