@@ -1,7 +1,5 @@
 """Every comparison family through the shared user API: train, evaluate, predict, save/load (issue 5)."""
 
-import doctest
-import importlib
 import json
 
 import numpy as np
@@ -102,9 +100,3 @@ def test_beta_bernoulli_mask_probabilities_are_the_posterior_of_m_not_of_its_pri
         model.guide.mask.prob_logits.fill_(-3.0)
     expected = torch.sigmoid(model.guide.mask.logits).detach().numpy()
     np.testing.assert_allclose(model.mask_probabilities(n_samples=3).to_numpy(), expected, rtol=1e-6)
-
-
-@pytest.mark.parametrize("module", ["cpa_vae", "conditional_vae", "svae_plus"])
-def test_docstring_examples(module):
-    result = doctest.testmod(importlib.import_module(f"samsvae_pyro.api.{module}"))
-    assert result.attempted > 0 and result.failed == 0

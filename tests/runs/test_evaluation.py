@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 
@@ -133,8 +132,3 @@ def test_report_on_continuous_data_uses_the_mean_ate(tmp_path):
     assert metrics["settings"]["ate_method"] == "mean"
     assert "f1" in metrics["truth"]["mask_recovery"] and "no true ATE" in metrics["truth"]["coverage"]["skipped"]
     assert np.isfinite(metrics["ate"]["model"]["all"]["pearson"])
-
-
-def test_docstring_example():
-    result = doctest.testmod(report_module)
-    assert result.attempted > 0 and result.failed == 0
