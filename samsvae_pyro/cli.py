@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, get_args
 
 from samsvae_pyro._typing import (
+    DatasetName,
     Encoding,
     EstimatorName,
     Likelihood,
@@ -334,7 +335,7 @@ def _simulate_parser(commands) -> None:
 
 def _download_parser(commands) -> None:
     sub = _command(commands, "download", cmd_download, "Download a paper dataset into the cache (resumable).")
-    sub.add_argument("name", choices=("norman", "replogle"),
+    sub.add_argument("name", choices=get_args(DatasetName),
                      help="norman: Norman 2019 (1.7 GB); replogle: Replogle 2022 genome-wide K562 file (~66 GB)")
     sub.add_argument("--cache-dir", default=None,
                      help="cache directory (default $SAMSVAE_CACHE or ~/.cache/samsvae_pyro)")

@@ -23,7 +23,7 @@ ATE_METHODS = get_args(AteMethod)
 def normalise_library(x: np.ndarray) -> np.ndarray:
     """Rows rescaled to total ``TARGET_LIBRARY`` (rows summing to zero stay zero). Shapes: (..., G)."""
     library = x.sum(-1, keepdims=True)
-    return x * (TARGET_LIBRARY / np.where(library > 0, library, 1.0))
+    return x / np.where(library > 0, library, 1.0) * TARGET_LIBRARY
 
 
 def perturbseq_transform(
@@ -58,7 +58,9 @@ def perturbseq_transform(
         library = x.sum(-1, keepdim=True)
         scale = TARGET_LIBRARY / torch.where(library > 0, library, torch.ones_like(library))
         return torch.log1p(x * scale) / math.log(2)
-    return np.log1p(normalise_library(np.asarray(x, dtype=float))) / math.log(2)
+    x = np.asarray(x, dtype=float)
+    library = x.sum(-1, keepdims=True)
+    return np.log1p(x * (TARGET_LIBRARY / np.where(library > 0, library, 1.0))) / math.log(2)
 
 
 def ate_transform(method: AteMethod) -> Callable:

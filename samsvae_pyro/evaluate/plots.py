@@ -15,7 +15,7 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import leaves_list, linkage
 
-from samsvae_pyro.evaluate.metrics import _pearson, _prepare
+from samsvae_pyro.evaluate.metrics import aligned_ate, pearson
 from samsvae_pyro.files import atomic_path
 
 _MAX_POINTS = 50_000  # scatter points drawn per panel; correlations always use every entry
@@ -44,7 +44,7 @@ def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, 
     ------
     pred : (C', G'). truth : (C, G).
     """
-    predicted, true, valid, top = _prepare(pred, truth, top_k=top_k)
+    predicted, true, valid, top = aligned_ate(pred, truth, top_k=top_k)
     figure = Figure(figsize=(10, 4.8), layout="constrained")
     panels = (("all genes", np.ones_like(top)), (f"top-{top_k} genes by |observed|", top))
     for axes, (title, entries) in zip(figure.subplots(1, 2), panels):
@@ -53,7 +53,7 @@ def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, 
         axes.scatter(x[shown], y[shown], s=3, alpha=0.4, linewidths=0, rasterized=True)
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
         axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
-        axes.set(xlabel="observed ATE", ylabel="predicted ATE", title=f"{title}: r = {_pearson(y, x):.3f}")
+        axes.set(xlabel="observed ATE", ylabel="predicted ATE", title=f"{title}: r = {pearson(y, x):.3f}")
     skipped = f", {int((~valid).sum())} skipped (NaN)" if (~valid).any() else ""
     figure.suptitle(f"{int(valid.sum())} conditions{skipped}")
     return save_figure(figure, path)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from samsvae_pyro import CPAVAE, SAMSVAE, ConditionalVAE, SVAEPlus
+from samsvae_pyro.api import FAMILIES
 from samsvae_pyro.runs import evaluate_run
 
 SMALL = dict(n_latent=3, n_hidden=16, device="cpu")
@@ -22,7 +23,7 @@ def register(adata, family, **setup):
     return adata
 
 
-@pytest.mark.parametrize("family", [CPAVAE, ConditionalVAE, SVAEPlus], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("family", [f for f in FAMILIES.values() if f is not SAMSVAE], ids=lambda f: f.__name__)
 def test_family_trains_evaluates_predicts_and_round_trips(tiny_adata, family, tmp_path):
     adata = register(tiny_adata, family, encoding=ENCODING[family])
     model = family(adata, **SMALL)
