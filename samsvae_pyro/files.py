@@ -60,15 +60,16 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def replace_together(moves: Sequence[tuple[Path, Path]]) -> None:
     """Rename each temporary file onto its target; if one rename fails, restore every earlier target.
 
-    The previous version of each target is kept as a hard link (a copy where links are not supported)
-    until every rename succeeded, so an exception part-way leaves the old set of files as it was.
+    The previous version of each target is kept as a hard link (a copy where links are not supported) at
+    :func:`previous_version` until every rename succeeded, so an exception part-way leaves the old set of
+    files as it was, and a process killed part-way leaves the old version readable there.
     """
     backups: list[tuple[Path, Path | None]] = []
     try:
         for source, target in moves:
             backup = None
             if target.exists():
-                backup = target.with_name(f".{target.name}.previous")
+                backup = previous_version(target)
                 backup.unlink(missing_ok=True)
                 try:
                     os.link(target, backup)
@@ -78,14 +79,24 @@ def replace_together(moves: Sequence[tuple[Path, Path]]) -> None:
             os.replace(source, target)
     except BaseException:
         for target, backup in reversed(backups):
-            if backup is not None:
-                os.replace(backup, target)
-            else:
+            if backup is None:
                 target.unlink(missing_ok=True)
+                continue
+            os.replace(backup, target)  # a no-op when the target was never replaced (the same inode)
+            backup.unlink(missing_ok=True)
         raise
     for _, backup in backups:
         if backup is not None:
             backup.unlink(missing_ok=True)
+
+
+def previous_version(path: str | os.PathLike) -> Path:
+    """Where :func:`replace_together` keeps the previous version of ``path`` until every rename succeeded.
+
+    A process killed between two renames leaves it behind, so a reader can still find the previous set.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.previous")
 
 
 def sha256(path: str | os.PathLike) -> str:

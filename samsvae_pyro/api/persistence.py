@@ -2,7 +2,8 @@
 
 Both files are written to temporary names in the target directory and renamed into place together
 (:func:`samsvae_pyro.files.replace_together`), so a directory holds either the previous complete save
-or the new one. ``config.json`` records the SHA-256 of ``checkpoint.pt``; loading verifies it, so a
+or the new one (a process killed between the two renames leaves the previous checkpoint next to the
+new one, and loading picks the one whose checksum the config records). ``config.json`` records the SHA-256 of ``checkpoint.pt``; loading verifies it, so a
 truncated, emptied or altered checkpoint is a :class:`SavedModelError` naming the file, never a
 deserialisation traceback. A run directory (:mod:`samsvae_pyro.runs.layout`) holds these two files
 plus the history, the experiment config and the reports.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from samsvae_pyro.files import replace_together, sha256, temporary_path
+from samsvae_pyro.files import previous_version, replace_together, sha256, temporary_path
 
 if TYPE_CHECKING:
     from samsvae_pyro.api.base import PerturbationModel
@@ -101,8 +102,11 @@ def read_checkpoint(directory: str | Path, config: dict[str, Any], device: torch
     if not path.is_file():
         raise SavedModelError(f"{path} does not exist: the saved model in {directory} is incomplete; {_RETRAIN}.")
     if CHECKSUM in config and sha256(path) != config[CHECKSUM]:
-        raise SavedModelError(f"{path} is damaged: its checksum differs from the one recorded in "
-                              f"{Path(directory) / MODEL_CONFIG} (truncated, emptied or altered); {_RETRAIN}.")
+        previous = previous_version(path)  # a save killed between its two renames leaves the old checkpoint here
+        if not (previous.is_file() and sha256(previous) == config[CHECKSUM]):
+            raise SavedModelError(f"{path} is damaged: its checksum differs from the one recorded in "
+                                  f"{Path(directory) / MODEL_CONFIG} (truncated, emptied or altered); {_RETRAIN}.")
+        path = previous
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError...

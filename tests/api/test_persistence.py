@@ -13,6 +13,7 @@ import torch
 from samsvae_pyro import SAMSVAE
 from samsvae_pyro.api import SavedModelError
 from samsvae_pyro.api.persistence import CHECKPOINT, CHECKSUM, MODEL_CONFIG
+from samsvae_pyro.files import previous_version
 from samsvae_pyro.guides import MeanFieldGuide
 from tests.conftest import small_model
 
@@ -152,3 +153,12 @@ def test_load_with_the_wrong_family_names_the_right_one(saved):
     adata, _, directory = saved
     with pytest.raises(ValueError, match="holds a saved SAMSVAE; load it with SAMSVAE.load"):
         CPAVAE.load(directory, adata, device="cpu")
+
+
+def test_a_save_killed_between_its_renames_still_loads_the_previous_model(saved, tmp_path):
+    adata, model, directory = saved
+    run = copy_of(directory, tmp_path)
+    small_model(adata, seed=3).save(tmp_path / "newer")
+    os.link(run / CHECKPOINT, previous_version(run / CHECKPOINT))  # what replace_together keeps until it is done
+    os.replace(tmp_path / "newer" / CHECKPOINT, run / CHECKPOINT)  # then killed before renaming config.json
+    assert_same_parameters(SAMSVAE.load(run, adata, device="cpu"), model)
