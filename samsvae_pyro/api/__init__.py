@@ -11,6 +11,8 @@ from samsvae_pyro.api.persistence import SavedModelError
 from samsvae_pyro.api.sams_vae import SAMSVAE
 from samsvae_pyro.api.svae_plus import SVAEPlus
 
-FAMILIES: dict[str, type[PerturbationModel]] = {cls.__name__: cls for cls in (SAMSVAE, CPAVAE, SVAEPlus, ConditionalVAE)}
+FAMILIES: dict[str, type[PerturbationModel]] = {
+    cls.__name__: cls for cls in (SAMSVAE, CPAVAE, SVAEPlus, ConditionalVAE)
+}
 
 __all__ = ["CPAVAE", "FAMILIES", "ConditionalVAE", "PerturbationModel", "SAMSVAE", "SVAEPlus", "SavedModelError"]

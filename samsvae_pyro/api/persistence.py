@@ -3,8 +3,8 @@
 Both files are written to temporary names in the target directory and renamed into place together
 (:func:`samsvae_pyro.files.replace_together`), so a directory holds either the previous complete save
 or the new one (a process killed between the two renames leaves the previous checkpoint next to the
-new one, and loading picks the one whose checksum the config records). ``config.json`` records the SHA-256 of ``checkpoint.pt``; loading verifies it, so a
-truncated, emptied or altered checkpoint is a :class:`SavedModelError` naming the file, never a
+new one, and loading picks the one whose checksum the config records). ``config.json`` records the
+SHA-256 of ``checkpoint.pt``; loading verifies it, so a truncated, emptied or altered checkpoint is a :class:`SavedModelError` naming the file, never a
 deserialisation traceback. A run directory (:mod:`samsvae_pyro.runs.layout`) holds these two files
 plus the history, the experiment config and the reports.
 

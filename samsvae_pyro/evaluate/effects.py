@@ -24,7 +24,8 @@ _MAX_ELEMENTS = 2e7  # draws x perturbations x genes of one model trace
 
 
 @torch.no_grad()
-def posterior_effects(model: Any, guide: Callable, batch: Batch, *, n_samples: int = 100) -> tuple[Tensor, Tensor | None]:
+def posterior_effects(model: Any, guide: Callable, batch: Batch, *,
+                      n_samples: int = 100) -> tuple[Tensor, Tensor | None]:
     """Posterior mean effects E_q[e_tk m_tk] and inclusion probabilities q(m_tk = 1).
 
     Parameters

@@ -179,7 +179,8 @@ def generative_counts(model: Callable, guide: Callable, batch: Batch, D: Tensor,
 
 
 @torch.no_grad()
-def counterfactual_counts(model: Callable, guide: Callable, batches: Iterable[Batch], D: Tensor) -> tuple[Tensor, Tensor]:
+def counterfactual_counts(model: Callable, guide: Callable, batches: Iterable[Batch],
+                          D: Tensor) -> tuple[Tensor, Tensor]:
     """Each source cell's inferred z_basal, shifted to each condition, then x drawn at its library size.
 
     Returns the counts, condition-major, and the source cells' ``index`` in the order used.

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from samsvae_pyro import SAMSVAE, simulate_counts, simulate_paper
-from samsvae_pyro.runs import evaluation as report_module
 from samsvae_pyro.runs import evaluate_run
 
 CHEAP = dict(n_particles=4, ate_draws=4, ate_samples_per_draw=4)
