@@ -61,6 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from samsvae_pyro import simulate_counts, simulate_paper
+    from samsvae_pyro.runs.layout import write_h5ad
 
     out = _new_file(args.out, ".h5ad", overwrite=args.overwrite)
     if args.kind == "counts":
@@ -75,7 +76,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         adata = simulate_paper(n_perturbations=args.n_perturbations or 100, seed=args.seed, n_groups=args.n_groups,
                                cells_per_perturbation=(round(cells * 5 / 7), round(cells / 7), round(cells / 7)))
         keys = "--perturbation-key perturbation --control-label control --split-key split --likelihood normal"
-    adata.write_h5ad(out)
+    write_h5ad(adata, out)
     print(f"wrote {out}: {adata.n_obs} cells x {adata.n_vars} genes ({args.kind} simulation, seed {args.seed}); "
           f"truth in uns['sams_truth']")
     print(f"train on it with: samsvae train --adata {out} {keys}")

@@ -48,6 +48,7 @@ from samsvae_pyro.evaluate.predictive import (
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
+from samsvae_pyro.nn.likelihoods import is_count
 
 ENCODER_SIZES = ("n_hidden", "n_layers", "activation")  # registered guides copy these from the decoder
 LATENT_KINDS, PREDICT_MODES = get_args(LatentKind), get_args(PredictMode)
@@ -78,7 +79,7 @@ class PerturbationModel:
         self.device = choose_device(device)
         self.model_kwargs = model_kwargs
         self.data = build_perturbation_data(adata, **self.setup,
-                                            count_data=model_kwargs.get("likelihood", "nb") != "normal")
+                                            count_data=is_count(model_kwargs.get("likelihood", "nb")))
         if isinstance(guide, str):
             guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
@@ -91,7 +92,7 @@ class PerturbationModel:
         self.model.to(self.device)
         check_guide(self.model, self.guide, self.example_batch())
         self.trainer: SVITrainer | None = None
-        self._trainer_state: dict | None = None
+        self.trainer_state: dict | None = None  # optimizer and step of the last training, to resume (saved)
         self.history: pd.DataFrame | None = None
 
     # ---------------------------------------------------------------- setup
@@ -169,15 +170,15 @@ class PerturbationModel:
         self.trainer = SVITrainer(self.model, self.guide, estimator=estimator, n_particles=n_particles, lr=lr,
                                   weight_decay=weight_decay, clip_norm=clip_norm, weighting=weighting,
                                   cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals)
-        if self._trainer_state is not None:
-            self.trainer.load_state_dict(self._trainer_state)
+        if self.trainer_state is not None:
+            self.trainer.load_state_dict(self.trainer_state)
         train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed)
         val = self.loader("val", batch_size=batch_size) if "val" in counts else None
         self.history = self.trainer.fit(
             train, val, max_steps=self.trainer.step + max_steps, val_every=val_every,
             early_stopping_patience=early_stopping_patience, seed=seed, progress=progress, callback=callback,
         )
-        self._trainer_state = self.trainer.state_dict()
+        self.trainer_state = self.trainer.state_dict()
         return self.history
 
     def _train_lightning(self, max_steps: int, *, devices: int, batch_size: int, seed: int, clip_norm,

@@ -44,7 +44,7 @@ def save_model(model: PerturbationModel, directory: str | Path, *, overwrite: bo
         raise ValueError(f"{directory} already holds a saved model; pass overwrite=True to replace it.")
     with temporary_path(directory / CHECKPOINT) as checkpoint, temporary_path(directory / MODEL_CONFIG) as config:
         torch.save({"model": model.model.state_dict(), "guide": model.guide.state_dict(),
-                    "trainer": model._trainer_state}, checkpoint)
+                    "trainer": model.trainer_state}, checkpoint)
         config.write_text(json.dumps({**model_config(model), CHECKSUM: sha256(checkpoint)}, indent=2))
         replace_together([(checkpoint, directory / CHECKPOINT), (config, directory / MODEL_CONFIG)])
     return directory
@@ -126,4 +126,4 @@ def load_state(model: PerturbationModel, state: dict[str, Any], path: Path) -> N
     except RuntimeError as error:
         raise SavedModelError(f"the parameters in {path} do not fit the model rebuilt from its config.json "
                               f"(an incompatible version, or a different custom guide): {error}") from error
-    model._trainer_state = state["trainer"]
+    model.trainer_state = state["trainer"]

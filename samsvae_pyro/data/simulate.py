@@ -37,6 +37,8 @@ from anndata import AnnData
 from samsvae_pyro.data.splits import random_split
 from samsvae_pyro.data.transforms import TARGET_LIBRARY
 
+TRUTH_KEY = "sams_truth"  # adata.uns key of the ground truth
+
 _WIDTH, _DEPTH, _SLOPE = 50, 4, 0.2  # decoder: hidden units, hidden layers, LeakyReLU slope
 _NOISE_SHARE = 0.2  # paper simulation: share of each gene's variance that is noise
 _LOGIT_SCALE = 0.5  # counts: sd of a gene's logit across basal cells
@@ -182,7 +184,7 @@ def _anndata(
     adata = AnnData(X=x, obs=obs, var=pd.DataFrame({"gene_name": gene_names}, index=gene_names))
     adata.obsm["z_basal"] = z_basal.astype(np.float32)
     adata.obsm["z"] = z.astype(np.float32)
-    adata.uns["sams_truth"] = truth
+    adata.uns[TRUTH_KEY] = truth
     return adata
 
 

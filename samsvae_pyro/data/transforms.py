@@ -63,6 +63,12 @@ def perturbseq_transform(
     return np.log1p(x * (TARGET_LIBRARY / np.where(library > 0, library, 1.0))) / math.log(2)
 
 
+def ate_method(count_data: bool) -> AteMethod:
+    """The ATE method of a model: "perturbseq" for count likelihoods, "mean" for continuous data (where
+    log2(1 + 1e4 x / sum x) is meaningless for values that can be negative)."""
+    return "perturbseq" if count_data else "mean"
+
+
 def ate_transform(method: AteMethod) -> Callable:
     """The map f of an ATE method: :func:`perturbseq_transform` ("perturbseq") or the identity ("mean")."""
     if method == "perturbseq":

@@ -22,7 +22,7 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_transform
+from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method, ate_transform
 from samsvae_pyro.models.plates import X, Z_BASAL
 
 
@@ -79,7 +79,7 @@ def _expected_expression(net: Any, n: int, device: torch.device, z_basal: Tensor
     program = net if z_basal is None else poutine.condition(net, data={Z_BASAL: z_basal})
     trace = poutine.trace(program).get_trace(batch)
     fn = trace.nodes[X]["fn"]
-    transform = ate_transform("perturbseq" if fn.support.is_discrete else "mean")
+    transform = ate_transform(ate_method(net.head.is_count))
     return trace.nodes[Z_BASAL]["value"], fn.mean, transform
 
 

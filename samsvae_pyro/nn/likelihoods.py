@@ -21,6 +21,11 @@ from samsvae_pyro.nn.mlp import gaussian_params
 LIKELIHOODS = get_args(Likelihood)
 
 
+def is_count(likelihood: Likelihood) -> bool:
+    """Whether a likelihood models counts (so the data are counts: library sizes, log1p encoder input)."""
+    return likelihood != "normal"
+
+
 class LikelihoodHead(nn.Module):
     """Map decoder outputs to p(x | z, l).
 
@@ -50,7 +55,7 @@ class LikelihoodHead(nn.Module):
 
     @property
     def is_count(self) -> bool:
-        return self.likelihood != "normal"
+        return is_count(self.likelihood)
 
     def forward(self, out: Tensor, library: Tensor) -> dist.TorchDistribution:
         if self.likelihood == "normal":

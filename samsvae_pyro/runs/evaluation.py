@@ -44,6 +44,7 @@ import pandas as pd
 from anndata import AnnData
 
 from samsvae_pyro.api import PerturbationModel
+from samsvae_pyro.data.transforms import ate_method
 from samsvae_pyro.evaluate.ate import SPLIT_COLUMNS, ate_anndata, data_ate
 from samsvae_pyro.evaluate.baselines import (
     additive_baseline,
@@ -136,7 +137,7 @@ def evaluate_run(
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    method = "mean" if getattr(model.data, "x_transform", "log1p") == "identity" else "perturbseq"
+    method = ate_method(model.model.head.is_count)
     report: dict[str, Any] = {
         "model": _model_summary(model),
         "settings": {"n_particles": n_particles, "ate_draws": ate_draws, "ate_samples_per_draw": ate_samples_per_draw,

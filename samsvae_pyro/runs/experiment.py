@@ -103,7 +103,14 @@ def read_run_config(run_dir: str | Path) -> dict:
         raise FileNotFoundError(f"{run_dir} is not an experiment run ({EXPERIMENT} missing): create one with "
                                 "`samsvae train --config FILE` or `samsvae sweep FILE`, or for a run of "
                                 "`samsvae train --adata` pass --adata.")
-    return yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        config = error
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is damaged (not a YAML mapping); rerun the run with `samsvae train --config "
+                         f"FILE --out {run_dir} --overwrite`.")
+    return config
 
 
 def load_experiment_run(run_dir: str | Path, *, device: str = "auto") -> tuple[PerturbationModel, AnnData]:

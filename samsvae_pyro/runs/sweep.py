@@ -52,6 +52,7 @@ from samsvae_pyro.runs.compare import (
     run_scores,
 )
 from samsvae_pyro.runs.config import plain_config, resolve_config
+from samsvae_pyro.runs.experiment import read_run_config
 from samsvae_pyro.runs.layout import (
     EXPERIMENT,
     METRICS,
@@ -183,10 +184,12 @@ def run_sweep(config: Mapping[str, Any], out: str | Path, *, overrides: Mapping[
 
 def _reusable(run: SweepRun, run_dir: Path, *, overwrite: bool) -> bool:
     """Whether ``run_dir`` already holds this run's results; an error if it holds another config's."""
-    stored = run_dir / EXPERIMENT
-    if not stored.is_file():
+    if not (run_dir / EXPERIMENT).is_file():
         return False
-    same = yaml.safe_load(stored.read_text()) == plain_config(run.config)
+    try:
+        same = read_run_config(run_dir) == plain_config(run.config)
+    except ValueError:  # a damaged experiment.yaml holds no run to reuse
+        same = False
     if not same and not overwrite:
         raise ValueError(f"{run_dir} holds a run of a different config; choose another output directory or "
                          "overwrite it (--overwrite).")
