@@ -11,25 +11,24 @@ import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def temporary_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A fresh temporary file name next to ``path`` (same suffix); removed on exit if it still exists.
+    """A fresh, not yet existing file name next to ``path`` (same suffix); removed on exit if it exists.
 
     Write to the yielded path, then move it into place (:func:`replace_together` or ``os.replace``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    try:
-        yield Path(name)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")  # created by the writer,
+    try:  # so it gets the usual permissions
+        yield tmp
     finally:
-        Path(name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
