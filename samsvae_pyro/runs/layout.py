@@ -73,11 +73,7 @@ def load_run(run_dir: str | os.PathLike, adata: AnnData, *, guide: Callable | to
     ``guide``: the same factory again, for a run saved with a custom guide. Missing or damaged files raise
     :class:`~samsvae_pyro.api.SavedModelError` (a ValueError) naming the file.
     """
-    run_dir = Path(run_dir)
-    missing = [name for name in MODEL_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise SavedModelError(f"{run_dir} is not a saved run ({', '.join(missing)} missing); create one with "
-                              "`samsvae train` or `samsvae demo`.")
+    run_dir = check_saved_run(run_dir)
     name = read_model_config(run_dir)["class"]
     if name not in FAMILIES:
         raise SavedModelError(f"{run_dir / MODEL_CONFIG} names the model class {name!r}; known: {sorted(FAMILIES)}.")
@@ -85,6 +81,16 @@ def load_run(run_dir: str | os.PathLike, adata: AnnData, *, guide: Callable | to
     if (run_dir / HISTORY).is_file():
         model.history = pd.read_csv(run_dir / HISTORY)
     return model
+
+
+def check_saved_run(run_dir: str | os.PathLike) -> Path:
+    """``run_dir``, if it holds a saved model; :class:`~samsvae_pyro.api.SavedModelError` naming what is missing."""
+    run_dir = Path(run_dir)
+    missing = [name for name in MODEL_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise SavedModelError(f"{run_dir} is not a saved run ({', '.join(missing)} missing); create one with "
+                              "`samsvae train` or `samsvae demo`.")
+    return run_dir
 
 
 def read_metrics(run_dir: str | os.PathLike) -> dict:
