@@ -70,7 +70,7 @@ def markdown_table(frame: pd.DataFrame, digits: Mapping[str, int] | None = None)
 
 
 def markdown_report(report: Mapping[str, Any]) -> str:
-    """The Markdown page of a report dict (as returned by :func:`evaluate_model`)."""
+    """The Markdown page of a report dict (as returned by :func:`~samsvae_pyro.runs.evaluate_run`)."""
     model, settings = report["model"], report["settings"]
     lines = [f"# Evaluation of {model['class']} ({model['guide']} guide)", "",
              f"{model['n_cells']} cells x {model['n_genes']} genes, {model['n_perturbations']} perturbations; "

@@ -149,7 +149,7 @@ def run_sweep(config: Mapping[str, Any], out: str | Path, *, overrides: Mapping[
     Parameters
     ----------
     config
-        A raw config with a ``sweep`` section (:func:`~samsvae_pyro.experiments.config.load_config`).
+        A raw config with a ``sweep`` section (:func:`~samsvae_pyro.runs.config.load_config`).
     out
         Output directory (see the module docstring).
     overrides
