@@ -16,7 +16,7 @@ H     hidden units of an MLP
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Any, Callable, Literal, TypedDict
 
 from torch import Tensor
 
@@ -27,6 +27,7 @@ EstimatorName = Literal["trace", "mean_field", "tracegraph"]
 Weighting = Literal["plated", "per_perturbation"]
 Encoding = Literal["sum", "unique"]
 MaskPrior = Literal["bernoulli", "beta_bernoulli"]
+GuideFactory = Callable[..., Any]  # factory(model, **stats) -> guide, or a guide module (also callable)
 AteMethod = Literal["perturbseq", "mean"]
 DatasetName = Literal["norman", "replogle"]
 IwelboKind = Literal["predictive", "joint"]

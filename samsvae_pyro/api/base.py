@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from samsvae_pyro._typing import (
-    AteMethod, EstimatorName, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
+    AteMethod, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
 )
 from samsvae_pyro.api.persistence import (
     CHECKPOINT,
@@ -73,7 +73,7 @@ class PerturbationModel:
         Seed of the parameter initialisation (training has its own ``seed``).
     """
 
-    def __init__(self, adata: ad.AnnData, *, guide: GuideName | Callable | torch.nn.Module = "correlated",
+    def __init__(self, adata: ad.AnnData, *, guide: GuideName | GuideFactory = "correlated",
                  guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0, **model_kwargs: Any):
         self.setup = registered_setup(adata)
         self.device = choose_device(device)
@@ -343,7 +343,7 @@ class PerturbationModel:
         return save_model(self, directory, overwrite=overwrite)
 
     @classmethod
-    def load(cls, directory: str | Path, adata: ad.AnnData, *, guide: Callable | torch.nn.Module | None = None,
+    def load(cls, directory: str | Path, adata: ad.AnnData, *, guide: GuideFactory | None = None,
              device: str | None = "auto"):
         """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary).
 
