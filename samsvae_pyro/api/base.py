@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from samsvae_pyro.api.device import choose_device, seeded
+from samsvae_pyro.api.device import DEFAULT_THREADS, check_threads, choose_device, seeded, torch_threads
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
 from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
 from samsvae_pyro.evaluate.iwelbo import iwelbo
@@ -25,7 +25,6 @@ from samsvae_pyro.evaluate.posterior import guide_trace, replay_model, site_mean
 from samsvae_pyro.evaluate.predictive import (
     TARGET_LIBRARY, local_posterior, model_ate_draws, sample_globals, sample_x, summarise_draws,
 )
-from samsvae_pyro.evaluate.report import evaluate_model
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
@@ -33,6 +32,15 @@ from samsvae_pyro.models.plates import E, MASK, Z_BASAL
 SETUP_KEY = "_samsvae_setup"
 CHECKPOINT, CONFIG = "checkpoint.pt", "config.json"
 ENCODER_SIZES = ("n_hidden", "n_layers", "activation")  # registered guides copy these from the decoder
+
+
+def _threaded(method: Callable) -> Callable:
+    """Run a public method with the model's torch thread count (restored afterwards)."""
+    @wraps(method)
+    def run(self, *args, **kwargs):
+        with torch_threads(self.threads):
+            return method(self, *args, **kwargs)
+    return run
 
 
 class PerturbationModel:
@@ -52,11 +60,18 @@ class PerturbationModel:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; chosen once, everything lives there.
     seed
         Seed of the parameter initialisation (training has its own ``seed``).
+    threads
+        Torch intra-op CPU threads for this model's work (training, evaluation, prediction), set for the
+        duration of each call: default 1, which is never far from the fastest at this package's sizes and
+        does not collapse on a busy machine as torch's one-thread-per-core default does (README, "Speed and
+        threads"). ``None`` keeps torch's current setting.
     """
 
     def __init__(self, adata: ad.AnnData, *, guide: str | Callable | torch.nn.Module = "correlated",
-                 guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0, **model_kwargs: Any):
+                 guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0,
+                 threads: int | None = DEFAULT_THREADS, **model_kwargs: Any):
         self.setup = _registered_setup(adata)
+        self.threads = check_threads(threads)
         self.device = choose_device(device)
         self.model_kwargs = model_kwargs
         self.data = build_perturbation_data(adata, **self.setup,
@@ -121,6 +136,7 @@ class PerturbationModel:
                                        reference=self.data)
 
     # ---------------------------------------------------------------- training
+    @_threaded
     def train(
         self, max_steps: int = 1000, *, batch_size: int = 512, lr: float = 3e-4, n_particles: int = 5,
         estimator: str = "trace", weighting: str = "plated", weight_decay: float = 1e-6,
@@ -188,10 +204,12 @@ class PerturbationModel:
     def _global_trace(self, n_samples: int):
         return guide_trace(self.guide, self.example_batch(1), n_samples)
 
+    @_threaded
     def mask_probabilities(self, n_samples: int = 100) -> pd.DataFrame:
         """Posterior inclusion probabilities q(m_tk = 1), (T, K), indexed by perturbation name."""
         return self._frame(site_mean(self._global_trace(n_samples), MASK))
 
+    @_threaded
     def perturbation_embeddings(self, n_samples: int = 100) -> pd.DataFrame:
         """Posterior mean embeddings E[e_tk], (T, K), indexed by perturbation name."""
         return self._frame(site_mean(self._global_trace(n_samples), E))
@@ -200,6 +218,7 @@ class PerturbationModel:
         columns = [f"latent_{k}" for k in range(values.shape[-1])]
         return pd.DataFrame(values.cpu().numpy(), index=list(self.data.vocabulary.perturbations), columns=columns)
 
+    @_threaded
     @torch.no_grad()
     def get_latent_representation(self, adata: ad.AnnData | None = None, *, kind: str = "basal",
                                   n_samples: int = 10, batch_size: int = 512) -> np.ndarray:
@@ -226,6 +245,7 @@ class PerturbationModel:
         data = self._data_for(adata)
         return data, (np.arange(data.n_cells) if split is None or adata is not None else data.indices(split))
 
+    @_threaded
     def iwelbo(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_particles: int = 100,
                batch_size: int = 128, kind: str = "predictive", seed: int = 0) -> pd.Series | float:
         """Held-out predictive IWELBO per cell in nats (higher is better), indexed by cell name.
@@ -241,6 +261,7 @@ class PerturbationModel:
             return values
         return pd.Series(values.cpu().numpy(), index=data.obs_names[cells], name="iwelbo")
 
+    @_threaded
     def model_ate(self, conditions: list[str] | None = None, *, n_global_draws: int = 50,
                   samples_per_draw: int = 50, method: str = "perturbseq", interval: float = 0.9,
                   max_elements: float = 2e7, seed: int = 0) -> ad.AnnData:
@@ -262,14 +283,18 @@ class PerturbationModel:
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
                            obs=condition_split_flags(self.data, np.asarray(conditions)))
 
+    @_threaded
     def evaluate(self, output_dir: str | Path, **kwargs: Any) -> dict:
         """Write the evaluation report (metrics.json, metrics.md, ATE h5ad files, PNG plots) to ``output_dir``.
 
         Options (``truth=adata.uns["sams_truth"]`` for simulations, ``n_particles``, ``ate_draws``, ``plots``...)
         and outputs: :func:`samsvae_pyro.evaluate.report.evaluate_model`. Returns the metrics as a nested dict.
         """
+        from samsvae_pyro.evaluate.report import evaluate_model  # plotting libraries load only when needed
+
         return evaluate_model(self, output_dir, **kwargs)
 
+    @_threaded
     def interpret(self, output_dir: str | Path, **kwargs: Any) -> dict:
         """Write the latent-structure analysis (effects, similarity and clusters, grouping score, latent-dim tables,
         plots, interpret.json) to ``output_dir``; options and outputs: :func:`samsvae_pyro.interpret.interpret_model`.
@@ -282,6 +307,7 @@ class PerturbationModel:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,
                                device=self.device)
 
+    @_threaded
     @torch.no_grad()
     def predict(self, perturbations: list[str], *, mode: str = "generative", source: ad.AnnData | None = None,
                 n_cells: int = 100, library: float = TARGET_LIBRARY, seed: int = 0) -> ad.AnnData:
@@ -348,13 +374,15 @@ class PerturbationModel:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, adata: ad.AnnData, *, device: str | None = "auto"):
-        """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary)."""
+    def load(cls, directory: str | Path, adata: ad.AnnData, *, device: str | None = "auto",
+             threads: int | None = DEFAULT_THREADS):
+        """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary); ``device`` and
+        ``threads`` as in the constructor."""
         directory = Path(directory)
         config = json.loads((directory / CONFIG).read_text())
         adata = adata if SETUP_KEY in adata.uns else _with_setup(adata, config["setup"])
         obj = cls(adata, guide=config["guide"], guide_kwargs=config["guide_kwargs"], device=device,
-                  **config["model_kwargs"])
+                  threads=threads, **config["model_kwargs"])
         _check_same_design(obj.data, config)
         state = torch.load(directory / CHECKPOINT, map_location=obj.device, weights_only=False)
         obj.model.load_state_dict(state["model"])
