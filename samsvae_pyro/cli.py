@@ -131,7 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     adata = read_h5ad(args.adata)
     setup = dict(perturbation_key=args.perturbation_key, control_label=args.control_label, layer=args.layer,
                  split_key=args.split_key, delimiter=args.delimiter, dosage_columns=args.dosage_columns,
-                 control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed)
+                 control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed,
+                 count_data=args.likelihood != "normal")
     _check_columns(adata, args)
     SAMSVAE.setup_anndata(adata, **setup)
     model = SAMSVAE(adata, n_latent=args.n_latent, guide=args.guide, likelihood=args.likelihood,

@@ -26,7 +26,7 @@ from samsvae_pyro.evaluate.predictive import (
     TARGET_LIBRARY, local_posterior, model_ate_draws, sample_globals, sample_x, summarise_draws,
 )
 from samsvae_pyro.guides import check_guide, make_guide
-from samsvae_pyro.infer import SVITrainer, check_estimator
+from samsvae_pyro.infer import SVITrainer, check_estimator, check_training_arguments
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
 
 SETUP_KEY = "_samsvae_setup"
@@ -74,8 +74,12 @@ class PerturbationModel:
         self.threads = check_threads(threads)
         self.device = choose_device(device)
         self.model_kwargs = model_kwargs
-        self.data = build_perturbation_data(adata, **self.setup,
-                                            count_data=model_kwargs.get("likelihood", "nb") != "normal")
+        count_likelihood = model_kwargs.get("likelihood", "nb") != "normal"
+        if count_likelihood and not self.setup.get("count_data", True):
+            raise ValueError(f"This AnnData was registered with count_data=False (continuous values), but "
+                             f"likelihood={model_kwargs.get('likelihood', 'nb')!r} models counts: use "
+                             "likelihood='normal', or register raw counts with setup_anndata(..., count_data=True).")
+        self.data = build_perturbation_data(adata, **_design_arguments(self.setup), count_data=count_likelihood)
         if isinstance(guide, str):
             guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
@@ -97,12 +101,16 @@ class PerturbationModel:
         cls, adata: ad.AnnData, *, perturbation_key: str | None = None, control_label: str = "control",
         layer: str | None = None, split_key: str | None = None, delimiter: str = "+",
         dosage_columns: str | list[str] | None = None, control_pattern: str | None = None,
-        encoding: str = "sum", split_seed: int = 0, vocabulary: str = "train",
+        encoding: str = "sum", split_seed: int = 0, vocabulary: str = "train", count_data: bool = True,
     ) -> None:
         """Register where the counts, perturbation labels and splits live (validated now).
 
         Writes one entry, ``adata.uns["_samsvae_setup"]``; the data itself is not modified.
-        See :func:`samsvae_pyro.data.build_perturbation_data` for the arguments. ``vocabulary="all"``
+        See :func:`samsvae_pyro.data.build_perturbation_data` for the arguments. Everything is checked
+        here, before any model exists: labels, splits, and the values. With ``count_data=True`` (default)
+        they must be raw counts, as the "nb" and "poisson" likelihoods need (non-negative integers, at most
+        2^24, float16 only below 2,048); ``count_data=False`` registers continuous values (only finite
+        values are required), to be modelled with ``likelihood="normal"``. ``vocabulary="all"``
         gives every observed condition (``encoding="unique"``) or perturbation (``"sum"``) its own
         column even without training cells, as in the paper's unique-encoding runs: such a column is
         learned from the prior only, so predictions for it show what the prior alone implies.
@@ -111,7 +119,8 @@ class PerturbationModel:
                      split_key=split_key, delimiter=delimiter, dosage_columns=dosage_columns,
                      control_pattern=control_pattern, encoding=encoding, split_seed=split_seed,
                      vocabulary=vocabulary)
-        build_perturbation_data(adata, **setup, count_data=False)
+        build_perturbation_data(adata, **setup, count_data=count_data)
+        setup["count_data"] = count_data
         adata.uns[SETUP_KEY] = {k: v for k, v in setup.items() if v is not None}
 
     def _build_model(self, **model_kwargs):
@@ -132,7 +141,7 @@ class PerturbationModel:
     def _data_for(self, adata: ad.AnnData | None) -> PerturbationData:
         if adata is None:
             return self.data
-        return build_perturbation_data(adata, **self.setup, count_data=self.model.head.is_count,
+        return build_perturbation_data(adata, **_design_arguments(self.setup), count_data=self.model.head.is_count,
                                        reference=self.data)
 
     # ---------------------------------------------------------------- training
@@ -157,6 +166,10 @@ class PerturbationModel:
         ``schedules`` (KL warm-up, mask temperature annealing) and ``lr_globals`` (a separate learning rate
         for q(M) and q(E)) are inference options for experiments: see :mod:`samsvae_pyro.infer.schedules`.
         """
+        check_training_arguments(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
+                                 weight_decay=weight_decay, clip_norm=clip_norm, val_every=val_every, seed=seed,
+                                 early_stopping_patience=early_stopping_patience, devices=devices,
+                                 lr_globals=lr_globals)
         check_estimator(estimator, self.guide, self.example_batch())
         if devices > 1 and (schedules or lr_globals is not None):
             raise ValueError("schedules and lr_globals apply to single-device training; use devices=1.")
@@ -404,6 +417,11 @@ def _registered_setup(adata: ad.AnnData) -> dict:
         raise ValueError("This AnnData is not registered: call SAMSVAE.setup_anndata(adata, perturbation_key=..., "
                          "control_label=...) before creating the model.")
     return dict(adata.uns[SETUP_KEY])
+
+
+def _design_arguments(setup: dict) -> dict:
+    """The registry entry as arguments of build_perturbation_data (whose count_data the likelihood decides)."""
+    return {k: v for k, v in setup.items() if k != "count_data"}
 
 
 def _with_setup(adata: ad.AnnData, setup: dict) -> ad.AnnData:

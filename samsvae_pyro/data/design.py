@@ -18,6 +18,10 @@ Deliberate choices beyond the spec:
 - ``count_data=False`` (continuous data for the "normal" likelihood, e.g. the paper simulation)
   skips the non-negative and integer checks, and the statistics are of x itself
   (``x_transform="identity"``) rather than of log(1 + x).
+- Counts must be at most :data:`MAX_COUNT` = 2^24, the range where float32 (the models' precision)
+  holds every integer exactly; float16 counts are accepted only when every value is below 2,048, the
+  range where no larger count can have been rounded when the file was written (5913 is stored as
+  5912). Anything else is rejected rather than silently rounded.
 - The per-gene sd is floored at :data:`STD_FLOOR` = 0.01 (log1p units), so a gene never
   expressed in the training cells cannot blow up the standardised input of held-out cells.
 - Cells of the "excluded" split whose condition is unknown to the vocabulary get a zero dosage
@@ -54,6 +58,8 @@ from samsvae_pyro.data.labels import (
 from samsvae_pyro.data.splits import SPLIT_DTYPE, SPLITS, random_split
 
 STD_FLOOR = 1e-2
+MAX_COUNT = 2**24  # the largest integer float32 holds exactly, with every smaller one
+FLOAT16_EXACT_BELOW = 2048  # float16 holds every integer up to 2048; a stored 2048 may be a rounded 2049
 VOCABULARY_SCOPES = ("train", "all")
 _CHUNK_VALUES = 1 << 22  # values per chunk for validation and statistics
 
@@ -227,8 +233,9 @@ def build_perturbation_data(
     encoding
         ``"sum"`` or ``"unique"`` (spec section 1).
     count_data
-        Whether the values are raw counts (validated as non-negative integers, statistics of
-        log(1 + x)); ``False`` for continuous data and the "normal" likelihood.
+        Whether the values are raw counts (validated as non-negative integers of at most 2^24, float16
+        only below 2,048; statistics of log(1 + x)); ``False`` for continuous data and the "normal"
+        likelihood (only finiteness is checked).
     reference
         Design of the training data whose vocabulary, gene order and statistics are reused
         (only its ``vocabulary``, ``var_names``, ``x_mean``, ``x_std``, ``x_transform`` are read).
@@ -269,7 +276,7 @@ def build_perturbation_data(
     if reference is None and not any(len(m) == 0 for m in members):
         raise _no_controls_error(rules, members)
     split = _cell_splits(adata, split_key, split_seed)
-    counts, var_names = _aligned_counts(adata, layer, reference)
+    counts, var_names = _aligned_counts(adata, layer, reference, count_data=count_data)
     _validate_values(counts, count_data=count_data, source=_source_name(layer))
     if reference is None:
         columns = _training_vocabulary(codes, members, split, rules, scope=vocabulary)
@@ -504,7 +511,7 @@ def _check_shape_and_names(adata: AnnData) -> None:
             )
 
 
-def _read_matrix(adata: AnnData, layer: str | None) -> Matrix:
+def _read_matrix(adata: AnnData, layer: str | None, *, count_data: bool = True) -> Matrix:
     if layer is not None and layer not in adata.layers:
         raise ValueError(
             f"layer={layer!r} is not in adata.layers (available: "
@@ -514,6 +521,8 @@ def _read_matrix(adata: AnnData, layer: str | None) -> Matrix:
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError("adata.X is empty; pass the layer holding the counts (layer=...).")
+    if count_data and matrix.dtype == np.float16:
+        _check_float16(matrix, _source_name(layer))
     if not sp.issparse(matrix):
         return np.asarray(matrix, dtype=np.float32)
     matrix = sp.csr_matrix(matrix)  # shares arrays when already CSR
@@ -524,11 +533,22 @@ def _read_matrix(adata: AnnData, layer: str | None) -> Matrix:
     return matrix
 
 
+def _check_float16(matrix, source: str) -> None:
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    largest = float(values.max(initial=0))
+    if largest >= FLOAT16_EXACT_BELOW:
+        raise ValueError(
+            f"{source} holds counts as float16, which stores integers exactly only up to 2,048 (its "
+            f"largest value is {largest:g}, so larger counts may have been rounded when it was written). "
+            "Store the raw counts as integers or float32 (e.g. from the original file) and register again."
+        )
+
+
 def _aligned_counts(
-    adata: AnnData, layer: str | None, reference: PerturbationData | None
+    adata: AnnData, layer: str | None, reference: PerturbationData | None, *, count_data: bool = True
 ) -> tuple[Matrix, pd.Index]:
     """Counts with the reference's genes and gene order (if a reference is given)."""
-    counts = _read_matrix(adata, layer)
+    counts = _read_matrix(adata, layer, count_data=count_data)
     if reference is None or adata.var_names.equals(reference.var_names):
         return counts, adata.var_names
     position = adata.var_names.get_indexer(reference.var_names)
@@ -554,7 +574,8 @@ def _value_blocks(counts: Matrix):
 
 
 def _validate_values(counts: Matrix, *, count_data: bool, source: str) -> None:
-    fix = "pass raw counts (e.g. layer='counts'), or use likelihood='normal' with count_data=False"
+    fix = ("pass raw counts (e.g. layer='counts'); for continuous values, register them with "
+           "setup_anndata(..., count_data=False) and use likelihood='normal'")
     for block in _value_blocks(counts):
         if not np.isfinite(block).all():
             raise ValueError(
@@ -566,6 +587,12 @@ def _validate_values(counts: Matrix, *, count_data: bool, source: str) -> None:
             raise ValueError(
                 f"{source} contains negative values (min {block.min()}); counts must be "
                 f">= 0: {fix}."
+            )
+        if (block > MAX_COUNT).any():
+            raise ValueError(
+                f"{source} contains counts above 2^24 = {MAX_COUNT:,} (max {block.max():g}), which float32 "
+                "cannot hold exactly (nor can any sequencing count be that large): check the data, e.g. "
+                "whether it was scaled."
             )
         fractional = block[block != np.round(block)]
         if fractional.size:
