@@ -275,18 +275,21 @@ class PerturbationModel:
         return pd.Series(values.cpu().numpy(), index=data.obs_names[cells], name="iwelbo")
 
     @_threaded
-    def model_ate(self, conditions: list[str] | None = None, *, n_global_draws: int = 50,
+    def model_ate(self, conditions: str | list[str] | None = None, *, n_global_draws: int = 50,
                   samples_per_draw: int = 50, method: str = "perturbseq", interval: float = 0.9,
                   max_elements: float = 2e7, seed: int = 0) -> ad.AnnData:
         """Posterior-predictive ATE per condition vs control, with credible intervals from the posterior over (E, M).
 
         Returns AnnData (conditions x genes): X the posterior mean ATE, layers "lower"/"upper" the
         equal-tailed ``interval`` over ``n_global_draws`` independent global draws, obs the split flags.
-        Conditions default to every observed condition; unseen combinations of known perturbations work
+        Conditions (a label or a list) default to every observed condition, named as in your obs column
+        (a combination keeps your member order, e.g. "KLF1+CEBPA"); any member order is accepted as input.
+        Unseen combinations of known perturbations work
         with the "sum" encoding (with "unique", only under ``setup_anndata(..., vocabulary="all")``,
         where their untrained columns give predictions from the prior).
         """
-        conditions = list(conditions if conditions is not None else self.data.conditions())
+        conditions = (_as_labels(conditions) if conditions is not None
+                      else [self.data.user_label(c) for c in self.data.conditions()])
         D = self._dosages(conditions)
         with seeded(seed, self.device):
             draws = model_ate_draws(self.model, self.guide, self.example_batch(1), D, n_global_draws=n_global_draws,
@@ -294,7 +297,7 @@ class PerturbationModel:
         summary = summarise_draws(draws, interval=interval)
         return ate_anndata(summary["mean"], conditions, self.data.var_names,
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
-                           obs=condition_split_flags(self.data, np.asarray(conditions)))
+                           obs=condition_split_flags(self.data, self.data.canonical_labels(conditions)))
 
     @_threaded
     def evaluate(self, output_dir: str | Path, **kwargs: Any) -> dict:
@@ -322,9 +325,10 @@ class PerturbationModel:
 
     @_threaded
     @torch.no_grad()
-    def predict(self, perturbations: list[str], *, mode: str = "generative", source: ad.AnnData | None = None,
+    def predict(self, perturbations: str | list[str], *, mode: str = "generative", source: ad.AnnData | None = None,
                 n_cells: int = 100, library: float = TARGET_LIBRARY, seed: int = 0) -> ad.AnnData:
-        """Sample cells under perturbations or combinations, including ones never observed together.
+        """Sample cells under a perturbation label or a list of them (combinations too, including ones never
+        observed together).
 
         ``mode="generative"``: ``n_cells`` cells per perturbation with z_basal from the prior, each with its own
         posterior draw of (E, M), at library size ``library``. ``mode="counterfactual"``: z_basal inferred from
@@ -336,12 +340,13 @@ class PerturbationModel:
         """
         if mode not in ("generative", "counterfactual"):
             raise ValueError(f"mode={mode!r} is not supported; choose 'generative' or 'counterfactual'.")
-        D = self._dosages(list(perturbations))
+        perturbations = _as_labels(perturbations)
+        D = self._dosages(perturbations)
         with seeded(seed, self.device):
             if mode == "generative":
-                counts, obs = self._generative(D, list(perturbations), n_cells, library)
+                counts, obs = self._generative(D, perturbations, n_cells, library)
             else:
-                counts, obs = self._counterfactual(D, list(perturbations), source)
+                counts, obs = self._counterfactual(D, perturbations, source)
         return _prediction_anndata(counts, obs, self.data.var_names)
 
     def _generative(self, D, labels, n_cells, library):
@@ -410,6 +415,11 @@ def _prediction_anndata(counts: torch.Tensor, obs: pd.DataFrame, var_names) -> a
     obs.index = [f"pred_{i}" for i in range(len(obs))]
     return ad.AnnData(X=np.log1p(counts / library * TARGET_LIBRARY), obs=obs,
                       var=pd.DataFrame(index=var_names), layers={"counts": counts})
+
+
+def _as_labels(labels: str | list[str]) -> list[str]:
+    """A single label as a one-element list; a list (or other iterable) of labels as a list."""
+    return [labels] if isinstance(labels, str) else list(labels)
 
 
 def _registered_setup(adata: ad.AnnData) -> dict:

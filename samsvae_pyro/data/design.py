@@ -38,7 +38,7 @@ Deliberate choices beyond the spec:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -54,6 +54,7 @@ from samsvae_pyro.data.labels import (
     PerturbationVocabulary,
     factorize_members,
     format_names,
+    warn_case_variants,
 )
 from samsvae_pyro.data.splits import SPLIT_DTYPE, SPLITS, random_split
 
@@ -91,6 +92,9 @@ class PerturbationData:
         Cell and gene names.
     x_transform
         ``"log1p"`` (count data) or ``"identity"``: the map applied before standardising.
+    user_labels
+        The user's own label of each condition whose canonical label (members sorted) differs from it,
+        e.g. ``{"CEBPA+KLF1": "KLF1+CEBPA"}``: the most common spelling in the obs column.
 
     Shapes
     ------
@@ -111,6 +115,7 @@ class PerturbationData:
     obs_names: pd.Index
     var_names: pd.Index
     x_transform: Literal["log1p", "identity"] = "log1p"
+    user_labels: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         splits = {s: int((self.split == s).sum()) for s in SPLITS if (self.split == s).any()}
@@ -164,6 +169,14 @@ class PerturbationData:
         """Sorted distinct non-control condition labels (of the cells of ``split`` if given)."""
         keep = self._mask(split) & ~self.control_mask
         return sorted(set(self.labels[keep]))
+
+    def user_label(self, label: str) -> str:
+        """The user's own spelling of a canonical condition label (the label itself if it has none)."""
+        return self.user_labels.get(label, label)
+
+    def canonical_labels(self, labels: Sequence[str]) -> list[str]:
+        """Canonical form of condition labels in any member order, e.g. "KLF1+CEBPA" -> "CEBPA+KLF1"."""
+        return [self.vocabulary.canonical(self.vocabulary.parse(label)) for label in labels]
 
     def condition_dosages(self, labels: Sequence[str]) -> np.ndarray:
         """(n, T) float32 dense dosage rows for condition labels, via the vocabulary."""
@@ -272,9 +285,11 @@ def build_perturbation_data(
         encoding=encoding,
     )
     _check_shape_and_names(adata)
-    codes, members = _cell_members(adata, perturbation_key, dosage_columns, rules)
+    codes, members, raw = _cell_members(adata, perturbation_key, dosage_columns, rules)
     if reference is None and not any(len(m) == 0 for m in members):
         raise _no_controls_error(rules, members)
+    if reference is None:
+        warn_case_variants({m for ms in members for m in ms})
     split = _cell_splits(adata, split_key, split_seed)
     counts, var_names = _aligned_counts(adata, layer, reference, count_data=count_data)
     _validate_values(counts, count_data=count_data, source=_source_name(layer))
@@ -296,6 +311,7 @@ def build_perturbation_data(
         obs_names=adata.obs_names.copy(),
         var_names=pd.Index(var_names),
         x_transform=transform,
+        user_labels=_user_labels(codes, members, raw, columns),
     )
 
 
@@ -346,10 +362,11 @@ def _cell_members(
     perturbation_key: str | None,
     dosage_columns: str | Sequence[str] | None,
     rules: PerturbationVocabulary,
-) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """(N,) code of each cell's distinct condition, and the members of each condition."""
+) -> tuple[np.ndarray, list[tuple[str, ...]], list[str] | None]:
+    """(N,) code of each cell's distinct condition, the members of each condition, and each condition's
+    label as written in the obs column (``None`` for dosage columns)."""
     if perturbation_key is None:
-        return _members_from_columns(adata, dosage_columns)
+        return (*_members_from_columns(adata, dosage_columns), None)
     column = _obs_column(adata, perturbation_key, "perturbation_key")
     missing = column.isna().to_numpy()
     if missing.any():
@@ -358,7 +375,22 @@ def _cell_members(
             f"{format_names(list(adata.obs_names[missing]))}. Give them a label (controls: "
             f"{rules.control_label!r}) or drop those cells."
         )
-    return factorize_members(column.to_numpy(dtype=object), rules.parse)
+    values = column.to_numpy(dtype=object)
+    codes, members = factorize_members(values, rules.parse)
+    return codes, members, list(pd.unique(pd.Series(values, dtype=object)).astype(str))
+
+
+def _user_labels(
+    codes: np.ndarray, members: list[tuple[str, ...]], raw: list[str] | None, vocabulary: PerturbationVocabulary
+) -> dict[str, str]:
+    """Canonical label -> the user's most common spelling of it, where the two differ."""
+    if raw is None:
+        return {}
+    chosen: dict[str, str] = {}
+    for code in np.argsort(-np.bincount(codes, minlength=len(members)), kind="stable"):
+        if members[code]:
+            chosen.setdefault(vocabulary.canonical(members[code]), raw[code].strip())
+    return {canonical: label for canonical, label in chosen.items() if canonical != label}
 
 
 def _is_dosage_dtype(column: pd.Series) -> bool:
