@@ -337,7 +337,8 @@ class PerturbationModel:
         ``mode="generative"``: ``n_cells`` cells per perturbation with z_basal from the prior, each with its own
         posterior draw of (E, M), at library size ``library``. ``mode="counterfactual"``: z_basal inferred from
         each ``source`` cell (default: the training control cells) with its own dosage, then shifted by each
-        requested perturbation, at the source cell's library size.
+        requested perturbation, at the source cell's library size. A ``source`` AnnData needs the training
+        data's genes, counts layer and perturbation labels (obs column or dosage columns, as registered).
 
         Returns AnnData (cells x genes): raw count samples in ``layers["counts"]``, log1p of counts
         normalised to 1e4 in ``X``, ``obs["perturbation"]`` (and ``obs["source_cell"]`` for counterfactuals).
@@ -360,7 +361,15 @@ class PerturbationModel:
         return counts, pd.DataFrame({"perturbation": np.repeat(labels, n_cells)})
 
     def _counterfactual(self, D, labels, source):
-        data = self._data_for(source)
+        try:
+            data = self._data_for(source)
+        except ValueError as error:
+            layer = self.setup.get("layer")
+            labels_at = (f"obs[{self.setup['perturbation_key']!r}]" if "perturbation_key" in self.setup
+                         else f"the dosage columns {self.setup.get('dosage_columns')!r}")
+            raise ValueError(f"source (the cells to shift): {error} Source cells need the training data's counts (in "
+                             f"{'adata.X' if layer is None else f'layers[{layer!r}]'}) and their own conditions in "
+                             f"{labels_at} (e.g. the control label), from which their basal state is inferred.") from error
         cells = np.arange(data.n_cells) if source is not None else np.flatnonzero(self.data.control_mask)
         counts, names = [], []
         for batch in self.loader(cells, batch_size=max(1, 4096 // len(labels)), data=data):

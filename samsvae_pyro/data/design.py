@@ -547,7 +547,7 @@ def _read_matrix(adata: AnnData, layer: str | None, *, count_data: bool = True) 
     if layer is not None and layer not in adata.layers:
         raise ValueError(
             f"layer={layer!r} is not in adata.layers (available: "
-            f"{format_names(list(adata.layers.keys())) or 'none'}). Pass one of these, or "
+            f"{format_names(list(adata.layers.keys()))}). Pass one of these, or "
             "layer=None to use adata.X."
         )
     matrix = adata.X if layer is None else adata.layers[layer]

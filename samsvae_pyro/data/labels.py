@@ -119,6 +119,9 @@ def factorize_members(
 
 
 def format_names(names: Sequence[str]) -> str:
+    """Up to five names quoted and comma-separated, with a count of the rest; "none" for no names."""
+    if len(names) == 0:
+        return "none"
     shown = ", ".join(repr(n) for n in names[:_SHOW])
     more = len(names) - _SHOW
     return shown + (f" (and {more} more)" if more > 0 else "")

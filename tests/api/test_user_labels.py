@@ -53,3 +53,12 @@ def test_unknown_labels_list_close_matches(model):
         model.predict("klf1")
     with pytest.raises(ValueError, match=r"'CEBPB' -> 'CEBPA'"):
         model.predict(["KLF1+CEBPB"])
+
+
+def test_a_counterfactual_source_without_the_label_column_says_what_it_needs(model):
+    source = gene_named_adata({"control": 5}).copy()
+    source.obs = source.obs.drop(columns="condition")
+    with pytest.raises(ValueError, match=r"source \(the cells to shift\).*Available columns: none.*obs\['condition'\]"):
+        model.predict("KLF1", mode="counterfactual", source=source)
+    source.obs["condition"] = "control"
+    assert model.predict("KLF1", mode="counterfactual", source=source).n_obs == 5
