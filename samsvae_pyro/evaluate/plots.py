@@ -15,10 +15,11 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.figure import Figure
 
-from samsvae_pyro.evaluate.metrics import _pearson, _prepare
+from samsvae_pyro.evaluate.metrics import aligned_ate, pearson
+from samsvae_pyro.files import atomic_path
 
 _MAX_POINTS = 50_000  # scatter points drawn per panel; correlations always use every entry
-_MAX_TICK_LABELS = 60
+MAX_TICK_LABELS = 60
 
 
 ATE_UNIT = "log2 fold change, expression per 10k counts"  # the "perturbseq" ATE (docs/model.md, section 5)
@@ -57,12 +58,12 @@ def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, 
     ------
     pred : (C', G'). truth : (C, G).
     """
-    return _save(_ate_scatter_figure(pred, truth, top_k=top_k, highlight=highlight, unit=unit), path)
+    return save_figure(_ate_scatter_figure(pred, truth, top_k=top_k, highlight=highlight, unit=unit), path)
 
 
 def _ate_scatter_figure(pred: AnnData, truth: AnnData, *, top_k: int, highlight: Sequence[str] | None,
                         unit: str) -> Figure:
-    predicted, true, valid, top = _prepare(pred, truth, top_k=top_k)
+    predicted, true, valid, top = aligned_ate(pred, truth, top_k=top_k)
     if highlight is None:
         highlight = truth.obs_names[~truth.obs["in_train"].to_numpy(bool)] if "in_train" in truth.obs else []
     marked = np.asarray(truth.obs_names.isin(list(highlight)))  # (C,)
@@ -81,7 +82,7 @@ def _ate_scatter_figure(pred: AnnData, truth: AnnData, *, top_k: int, highlight:
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
         axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--", label="y = x")
         axes.set(xlabel=f"observed ATE ({unit})", ylabel=f"predicted ATE ({unit})",
-                 title=f"{title}: r = {_pearson(y, x):.3f}, slope = {_slope(y, x):.2f}")
+                 title=f"{title}: r = {pearson(y, x):.3f}, slope = {_slope(y, x):.2f}")
         axes.legend(fontsize=7, loc="upper left")
     skipped = f", {int((~valid).sum())} skipped (NaN)" if (~valid).any() else ""
     figure.suptitle(f"{int(valid.sum())} conditions{skipped}")
@@ -106,7 +107,7 @@ def plot_metric_distribution(per_condition: pd.DataFrame, path: str | os.PathLik
     -------
     The written path.
     """
-    return _save(_metric_distribution_figure(per_condition, n_named=n_named), path)
+    return save_figure(_metric_distribution_figure(per_condition, n_named=n_named), path)
 
 
 def _metric_distribution_figure(per_condition: pd.DataFrame, *, n_named: int) -> Figure:
@@ -158,7 +159,7 @@ def plot_mask_heatmap(mask_prob: pd.DataFrame, path: str | os.PathLike) -> Path:
     ------
     mask_prob : (T, K).
     """
-    return _save(_mask_heatmap_figure(mask_prob), path)
+    return save_figure(_mask_heatmap_figure(mask_prob), path)
 
 
 def mask_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +185,7 @@ def _mask_heatmap_figure(mask_prob: pd.DataFrame) -> Figure:
         raise ValueError(f"mask_prob must be a non-empty table of finite probabilities; got {values.shape}.")
     rows, columns = mask_order(values)
     n_rows, n_columns = values.shape
-    labelled = n_rows <= _MAX_TICK_LABELS, n_columns <= _MAX_TICK_LABELS
+    labelled = n_rows <= MAX_TICK_LABELS, n_columns <= MAX_TICK_LABELS
     label_width = 0.09 * max((len(str(name)) for name in mask_prob.index), default=1) if labelled[0] else 0.2
     width = 1.6 + label_width + (0.32 if labelled[1] else 0.05) * n_columns
     height = 1.3 + (0.22 if labelled[0] else 0.04) * n_rows
@@ -229,7 +230,7 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
     axes.plot(validation["step"], validation["val_loss"], marker="o", markersize=3, label="validation")
     axes.set(xlabel="step", ylabel="loss", title="training curves")
     axes.legend()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _slope(predicted: np.ndarray, true: np.ndarray) -> float:
@@ -239,9 +240,8 @@ def _slope(predicted: np.ndarray, true: np.ndarray) -> float:
     return float(centred @ (predicted - predicted.mean()) / denominator) if denominator > 0 else float("nan")
 
 
-def _save(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write the figure as PNG and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=120)
-    return path
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Write the figure as PNG (whole or not at all) and return its path."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    return Path(path)
