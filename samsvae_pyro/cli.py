@@ -27,11 +27,17 @@ from samsvae_pyro._typing import (
     SimilarityMetric,
     SimilaritySource,
 )
-from samsvae_pyro.runs.render import evaluation_summary, interpretation_summary
 
 DEMO_DIR = "samsvae_demo"
 RUN_DIR = "samsvae_run"
 TRAIN_STEPS = 2000
+
+
+def _render():
+    """The printed summaries (:mod:`samsvae_pyro.runs.render`), imported when a command prints one."""
+    from samsvae_pyro.runs import render
+
+    return render
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +60,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     report = run_demo(args.out, steps=args.steps, seed=args.seed, small=args.small, progress=not args.quiet,
                       log=print)
-    _print_lines(evaluation_summary(report, Path(args.out)))
+    _print_lines(_render().evaluation_summary(report, Path(args.out)))
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -123,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     evaluate = None if args.no_evaluate else dict(n_particles=args.eval_particles, seed=args.seed)
     report = train_anndata(adata, out, setup=setup, model=model, train=train, evaluate=evaluate, log=print)
     if report:
-        _print_lines(evaluation_summary(report, out))
+        _print_lines(_render().evaluation_summary(report, out))
     return 0
 
 
@@ -148,7 +154,7 @@ def _train_config(args: argparse.Namespace) -> int:
                         log=print)
     print(f"saved the model and the resolved config (experiment.yaml) in {out}")
     if report:
-        _print_lines(evaluation_summary(report, out))
+        _print_lines(_render().evaluation_summary(report, out))
     return 0
 
 
@@ -171,7 +177,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(model, out, truth=adata.uns.get(TRUTH_KEY), n_particles=args.n_particles,
                           ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
                           plots=not args.no_plots, seed=args.seed)
-    _print_lines(evaluation_summary(report, out))
+    _print_lines(_render().evaluation_summary(report, out))
     return 0
 
 
@@ -247,7 +253,7 @@ def cmd_interpret(args: argparse.Namespace) -> int:
                            n_clusters=args.n_clusters, n_permutations=args.n_permutations, n_samples=args.n_samples,
                            n_basal=args.n_basal, top_n=args.top_n, plots=not args.no_plots, seed=args.seed,
                            log=lambda line: print(line, flush=True))
-    _print_lines(interpretation_summary(report, out))
+    _print_lines(_render().interpretation_summary(report, out))
     return 0
 
 
