@@ -54,13 +54,16 @@ from samsvae_pyro.evaluate.baselines import (
 )
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery
 from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_condition_metrics
-from samsvae_pyro.files import write_text
 from samsvae_pyro.evaluate.plots import (
+    ATE_UNIT,
     plot_ate_scatter,
     plot_mask_heatmap,
     plot_metric_distribution,
     plot_training_curves,
 )
+from samsvae_pyro.device import torch_threads
+from samsvae_pyro.files import write_text
+from samsvae_pyro.runs.findings import report_warnings, top_responding_genes
 from samsvae_pyro.runs.layout import (
     ATE_DATA,
     ATE_MODEL,
@@ -135,7 +138,13 @@ def evaluate_run(
     >>> sorted(report["ate"])
     ['additive', 'control_mean', 'linear', 'model', 'subsets', 'training_mean']
     """
-    out = Path(output_dir)
+    with torch_threads(model.threads):
+        return _evaluate(model, Path(output_dir), truth=truth, n_particles=n_particles, ate_draws=ate_draws,
+                         ate_samples_per_draw=ate_samples_per_draw, top_k=top_k, plots=plots, seed=seed)
+
+
+def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] | None, n_particles: int,
+              ate_draws: int, ate_samples_per_draw: int, top_k: int, plots: bool, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     method = ate_method(model.model.head.is_count)
     report: dict[str, Any] = {
@@ -149,8 +158,12 @@ def evaluate_run(
     report["ate"] = _ate_section(model, ates, method=method, top_k=top_k)
     report["per_condition"] = _per_condition_section(ates, out, top_k=top_k)
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
-    report["plots"] = _plots(model, ates, mask, out, top_k=top_k) if plots else {"skipped": "plots=False"}
+    report["plots"] = (_plots(model, ates, mask, out, top_k=top_k, method=method) if plots
+                       else {"skipped": "plots=False"})
+    report["top_genes"] = ({"skipped": ates["skipped"]} if "skipped" in ates
+                           else top_responding_genes(ates["data"], ates["model"]))
     report = jsonable(report)
+    report["warnings"] = report_warnings(report)
     write_json(report, out / METRICS)
     write_text(out / METRICS_MD, markdown_report(report))
     return report
@@ -223,14 +236,24 @@ def _baseline_makers(design: Any, data: AnnData, method: str) -> dict[str, Calla
 
 
 def _subsets(data: AnnData, columns: tuple[str, ...]) -> dict:
-    """Size and meaning of each condition subset; ``same_as_all`` when it holds every condition."""
-    subsets = {"all": {"n_conditions": data.n_obs, "description": "every condition", "same_as_all": True}}
+    """Size and meaning of each condition subset; ``same_as_all`` when it holds every condition, ``same_as``
+    the first earlier subset with exactly the same conditions (its scores would repeat that one's; never
+    for the held-out subset), and for the conditions without training cells their labels."""
+    subsets = {"all": {"n_conditions": data.n_obs, "description": "every condition", "same_as_all": True,
+                       "same_as": None}}
+    seen = {"all": np.ones(data.n_obs, dtype=bool)}
     for column in columns:
         members = data.obs[column].to_numpy(dtype=bool)
+        name = column.removeprefix("in_")
         described = ("conditions without training cells" if column == UNSEEN
-                     else f"conditions with cells in the {column.removeprefix('in_')} split")
-        subsets[column.removeprefix("in_")] = {"n_conditions": int(members.sum()), "description": described,
-                                               "same_as_all": bool(members.all())}
+                     else f"conditions with cells in the {name} split")
+        same = None if column == UNSEEN else next(  # the held-out conditions keep their own row
+            (earlier for earlier, held in seen.items() if np.array_equal(held, members)), None)
+        subsets[name] = {"n_conditions": int(members.sum()), "description": described,
+                         "same_as_all": bool(members.all()), "same_as": same if members.any() else None}
+        if column == UNSEEN:
+            subsets[name]["conditions"] = [str(c) for c in data.obs_names[members]]
+        seen[name] = members
     return subsets
 
 
@@ -312,10 +335,12 @@ def _true_ate_problem(model: PerturbationModel, ates: dict, truth: Mapping[str, 
     return None
 
 
-def _plots(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int) -> dict:
+def _plots(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int,
+           method: str) -> dict:
     """Write the PNG plots that apply; each entry is a file name or ``{"skipped": reason}``."""
+    unit = ATE_UNIT if method == "perturbseq" else "difference of mean values"
     makers = {
-        "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k),
+        "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k, unit=unit),
         "per_condition_metrics": lambda path: plot_metric_distribution(ates["per_condition"], path),
         "mask_heatmap": lambda path: _plot_mask(mask, path),
         "training_curves": lambda path: _plot_history(getattr(model, "history", None), path),
