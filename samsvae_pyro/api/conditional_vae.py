@@ -1,4 +1,4 @@
-"""ConditionalVAE: the user-facing conditional VAE baseline (spec section 4).
+"""ConditionalVAE: the user-facing conditional VAE baseline (docs/model.md, section 4).
 
 Example
 -------
@@ -43,8 +43,8 @@ class ConditionalVAE(PerturbationModel):
         ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="conditional", likelihood: str = "nb", n_hidden: int = N_HIDDEN,
-                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="conditional", likelihood: str = "nb",
+                 n_hidden: int = N_HIDDEN, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 

@@ -1,4 +1,4 @@
-"""CPAVAE: the user-facing CPA-VAE baseline, SAMS-VAE with the mask fixed to one (spec section 4).
+"""CPAVAE: the user-facing CPA-VAE baseline, SAMS-VAE with the mask fixed to one (docs/model.md, section 4).
 
 Example
 -------
@@ -39,8 +39,8 @@ class CPAVAE(PerturbationModel):
         ``embedding_prior_scale``, ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="mean_field", likelihood: str = "nb", n_hidden: int = N_HIDDEN,
-                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="mean_field", likelihood: str = "nb",
+                 n_hidden: int = N_HIDDEN, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 

@@ -1,4 +1,4 @@
-"""SAMSVAE: the user-facing SAMS-VAE (spec sections 1 to 3).
+"""SAMSVAE: the user-facing SAMS-VAE (docs/model.md, sections 1 to 3).
 
 Example
 -------

@@ -1,4 +1,4 @@
-"""SVAEPlus: the user-facing SVAE+ baseline (spec section 4; Lopez et al. 2022).
+"""SVAEPlus: the user-facing SVAE+ baseline (docs/model.md, section 4; Lopez et al. 2022).
 
 Example
 -------

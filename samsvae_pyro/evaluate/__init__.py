@@ -1,4 +1,5 @@
-"""Evaluation: treatment effects, metrics, mask recovery, baselines, latent tables and plots (spec sections 5, 8).
+"""Evaluation: treatment effects, metrics, mask recovery, baselines, latent tables and plots
+(docs/model.md, sections 5 and 8).
 
 Tensor- and AnnData-level computation only: the model-dependent pieces (IWELBO, model ATE, prediction,
 posterior effects, decoder response) take the Pyro model and guide and go through Pyro traces in

@@ -1,4 +1,4 @@
-"""The evaluation report of a trained model (issue "Evaluation", item 7; spec sections 5 and 8).
+"""The evaluation report of a trained model (issue "Evaluation", item 7; docs/model.md, sections 5 and 8).
 
 :func:`evaluate_run` runs every evaluation that applies to a trained model and writes it to one
 directory:
@@ -18,7 +18,7 @@ failing.
 
 Choices beyond the issue text:
 
-- The data ATE uses every cell (spec section 5); conditions are scored per subset: all, those with
+- The data ATE uses every cell (docs/model.md, section 5); conditions are scored per subset: all, those with
   cells in each split (train / val / test), and "unseen", the conditions without training cells
   (e.g. held-out combinations), when there are any.
 - Count models use the "perturbseq" ATE; a "normal"-likelihood model (continuous data) uses the
@@ -108,9 +108,9 @@ def evaluate_run(
         :func:`~samsvae_pyro.data.simulate_paper`: "mask" and "perturbations" give mask recovery, "true_ate"
         and "true_ate_conditions" give interval coverage. ``None`` skips both.
     n_particles
-        Particles of the held-out IWELBO (spec: 100).
+        Particles of the held-out IWELBO (paper: 100).
     ate_draws, ate_samples_per_draw
-        Global posterior draws of the model ATE and (z_basal, x) samples per draw (spec: 50 x 50 = 2500).
+        Global posterior draws of the model ATE and (z_basal, x) samples per draw (paper: 50 x 50 = 2500).
     top_k
         Genes per condition, largest |data ATE| first, of the "top" metrics.
     plots
