@@ -63,7 +63,7 @@ from samsvae_pyro.evaluate.plots import (
 )
 from samsvae_pyro.device import torch_threads
 from samsvae_pyro.files import write_text
-from samsvae_pyro.runs.findings import report_warnings, top_responding_genes
+from samsvae_pyro.runs.findings import TOP_GENES, report_warnings, top_genes_table, top_responding_genes
 from samsvae_pyro.runs.layout import (
     ATE_DATA,
     ATE_MODEL,
@@ -160,8 +160,7 @@ def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] |
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
     report["plots"] = (_plots(model, ates, mask, out, top_k=top_k, method=method) if plots
                        else {"skipped": "plots=False"})
-    report["top_genes"] = ({"skipped": ates["skipped"]} if "skipped" in ates
-                           else top_responding_genes(ates["data"], ates["model"]))
+    report["top_genes"] = _top_genes_section(ates, out)
     report = jsonable(report)
     report["warnings"] = report_warnings(report)
     write_json(report, out / METRICS)
@@ -175,9 +174,12 @@ def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] |
 def _model_summary(model: PerturbationModel) -> dict:
     data, history = model.data, getattr(model, "history", None)
     guide = model.guide_spec if isinstance(model.guide_spec, str) else type(model.guide).__name__
+    if history is not None and len(history):
+        steps = int(history["step"].max())
+    else:  # a loaded model keeps its trainer state; one that was never trained has none
+        steps = int(model.trainer_state["counters"][0]) if model.trainer_state else 0
     return {"class": type(model).__name__, "guide": guide, "n_cells": data.n_cells, "n_genes": data.n_genes,
-            "n_perturbations": data.n_perturbations,
-            "trained_steps": int(history["step"].max()) if history is not None and len(history) else None}
+            "n_perturbations": data.n_perturbations, "trained_steps": steps}
 
 
 def _iwelbo_section(model: PerturbationModel, out: Path, *, n_particles: int, seed: int) -> dict:
@@ -270,6 +272,15 @@ def _per_condition_section(ates: dict, out: Path, *, top_k: int) -> dict:
     ates["per_condition"] = table
     write_csv(table, out / PER_CONDITION)
     return {"file": PER_CONDITION, "mean": table.mean().to_dict(), "median": table.median().to_dict()}
+
+
+def _top_genes_section(ates: dict, out: Path, *, shown: int = 20) -> list[dict] | dict:
+    """Every condition's top responding genes to ``top_genes.csv``; the first ``shown`` (held-out first) kept."""
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    rows = top_responding_genes(ates["data"], ates["model"], n_conditions=None)
+    write_csv(top_genes_table(rows).set_index("condition"), out / TOP_GENES)
+    return rows[:shown]
 
 
 def _mask_probabilities(model: PerturbationModel) -> pd.DataFrame | str:
