@@ -69,13 +69,14 @@ def markdown_table(frame: pd.DataFrame, digits: Mapping[str, int] | None = None)
 # ---------------------------------------------------------------- the evaluation report (metrics.md)
 
 
-def _glossary(settings: Mapping[str, Any]) -> list[str]:
+def _glossary(report: Mapping[str, Any]) -> list[str]:
     """The terms of the report in a few lines, for a reader who is not a machine-learning specialist."""
+    settings = report["settings"]
     unit = ("log2 fold change of expression normalised to 10,000 counts per cell, perturbed cells vs control cells"
             if settings.get("ate_method", "perturbseq") == "perturbseq"
             else "difference of the mean values, perturbed cells vs control cells")
     k = settings.get("top_k", 20)
-    return ["## How to read this report", "",
+    lines = ["## How to read this report", "",
             f"- **ATE** (average treatment effect) of a condition, per gene: {unit}. The *data* ATE is measured on "
             "the cells; the *model* ATE is predicted from cells the model generates.",
             "- **ATE r**: Pearson correlation between predicted and observed ATEs over all (condition, gene) pairs "
@@ -88,11 +89,12 @@ def _glossary(settings: Mapping[str, Any]) -> list[str]:
             "something (1 nat = e times more probable).",
             "- **Baselines**: *control mean* predicts no change; *training mean* gives every condition the average "
             "change of the training conditions; *additive* sums a combination's single effects; *linear* is a ridge "
-            "regression on gene embeddings. A useful model beats them.",
-            "- **mask F1 / AUROC** (simulations): agreement of the inferred sparse mask with the true one (1 is "
-            "perfect; AUROC 0.5 is chance); **coverage**: fraction of true effects inside the 90% credible "
-            "intervals.", "",
-            "Definitions in full: docs/model.md, section 5."]
+            "regression on gene embeddings. A useful model beats them."]
+    if "skipped" not in report.get("truth", {"skipped": ""}):
+        lines.append("- **mask F1 / AUROC** (simulations): agreement of the inferred sparse mask with the true one "
+                     "(1 is perfect; AUROC 0.5 is chance); **coverage**: fraction of true effects inside the 90% "
+                     "credible intervals.")
+    return lines + ["", "Definitions in full: docs/model.md, section 5."]
 
 
 def _warning_lines(report: Mapping[str, Any]) -> list[str]:
@@ -134,7 +136,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
              f"IWELBO with {settings['n_particles']} particles; model ATE from {settings['ate_draws']} x "
              f"{settings['ate_samples_per_draw']} posterior-predictive samples ({settings['ate_method']} method); "
              f"ATE scored against the data ATE on all cells.", ""]
-    lines += _held_out_lines(report) + _glossary(settings) + [""]
+    lines += _held_out_lines(report) + _glossary(report) + [""]
     lines += _summary_table(report) + [""] + _model_detail(report) + [""] + _top_gene_lines(report) + [""]
     lines += _truth_lines(report)
     skipped = list(_skipped(report))
