@@ -107,7 +107,8 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
 
     adata, control = simulate(sim, seed)
     size, recipe = SIMULATIONS[sim], resolve(variant, steps)
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label=control, split_key="split")
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label=control, split_key="split",
+                          count_data=size["likelihood"] != "normal")
     guide_kwargs = dict(recipe["guide_kwargs"])
     if recipe["guide"] == "correlated":
         guide_kwargs = {"embedding_hidden": size["n_hidden"], **guide_kwargs}
