@@ -162,6 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace) -> int:
     """``samsvae train --config FILE``: one run of an experiment config (train, save, evaluate the best checkpoint)."""
     from samsvae_pyro.runs import load_config, resolve_config, run_config
+    from samsvae_pyro.runs.layout import EXPERIMENT
 
     given = [name for name, default in args.flag_defaults.items() if getattr(args, name) != default]
     if given:
@@ -175,7 +176,7 @@ def _train_config(args: argparse.Namespace) -> int:
           f"{args.config}, for {config['train']['max_steps']} steps into {out}")
     report = run_config(config, out, overwrite=args.overwrite, progress=not args.quiet, evaluate=not args.no_evaluate,
                         threads=args.threads, log=print)
-    print(f"saved the model and the resolved config (experiment.yaml) in {out}")
+    print(f"resolved config (every default written out): {out / EXPERIMENT}")
     if report:
         _print_lines(_render().evaluation_summary(report, out))
     return 0
