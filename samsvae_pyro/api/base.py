@@ -20,6 +20,9 @@ import torch
 from samsvae_pyro.api.device import choose_device, seeded
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
 from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
+from samsvae_pyro.evaluate.criticism import (
+    MODES, PosteriorPredictiveCheck, posterior_predictive_check, to_inference_data,
+)
 from samsvae_pyro.evaluate.iwelbo import iwelbo
 from samsvae_pyro.evaluate.posterior import guide_trace, replay_model, site_mean
 from samsvae_pyro.evaluate.predictive import (
@@ -261,6 +264,36 @@ class PerturbationModel:
         return ate_anndata(summary["mean"], conditions, self.data.var_names,
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
                            obs=condition_split_flags(self.data, np.asarray(conditions)))
+
+    def check(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_samples: int = 20,
+              modes: tuple[str, ...] = MODES, batch_size: int = 256, seed: int = 0) -> PosteriorPredictiveCheck:
+        """Posterior predictive checks: replicate the observed cells from the model and compare, statistic by statistic.
+
+        Checks the ``split`` of the training AnnData (``None``: every cell), or every cell of ``adata`` when given.
+        ``modes``: ``"in_sample"`` (z_basal from the encoder) and ``"generative"`` (z_basal from the prior);
+        statistics per gene, cell, condition (shift from control, variance and zero-fraction change, interactions
+        of combinations) and data set, each with its observed value, replicated distribution over ``n_samples``
+        replicates and predictive p-value; ``check.summary()`` is the table of flagged fractions, r2 and the
+        coverage of the count predictive intervals. Several runs side by side: :func:`samsvae_pyro.evaluate.
+        criticism.compare_checks`; details: :func:`samsvae_pyro.evaluate.criticism.posterior_predictive_check`.
+        """
+        data, cells = self._cells(adata, split)
+        with seeded(seed, self.device):
+            return posterior_predictive_check(self.model, self.guide, data, cells, n_samples=n_samples, modes=modes,
+                                              batch_size=batch_size, device=self.device)
+
+    def to_inference_data(self, adata: ad.AnnData | None = None, *, split: str | None = "test", max_cells: int = 500,
+                          n_samples: int = 20, mode: str = "in_sample", seed: int = 0):
+        """ArviZ ``InferenceData`` (optional extra ``[arviz]``): global sites, replicated and observed counts of at
+        most ``max_cells`` cells (a seeded random subset) of ``split`` or of ``adata``. Which ArviZ functions are
+        valid for this amortised model: :mod:`samsvae_pyro.evaluate.criticism.inference_data`.
+        """
+        data, cells = self._cells(adata, split)
+        if len(cells) > max_cells:
+            cells = np.sort(np.random.default_rng(seed).choice(cells, max_cells, replace=False))
+        with seeded(seed, self.device):
+            return to_inference_data(self.model, self.guide, data, cells, n_samples=n_samples, mode=mode,
+                                     device=self.device)
 
     def evaluate(self, output_dir: str | Path, **kwargs: Any) -> dict:
         """Write the evaluation report (metrics.json, metrics.md, ATE h5ad files, PNG plots) to ``output_dir``.

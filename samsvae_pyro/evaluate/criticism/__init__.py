@@ -11,6 +11,7 @@ from samsvae_pyro.evaluate.criticism.check import (
     compare_checks,
     posterior_predictive_check,
 )
+from samsvae_pyro.evaluate.criticism.inference_data import to_inference_data
 from samsvae_pyro.evaluate.criticism.discrepancy import compare, predictive_pvalue, summarise
 from samsvae_pyro.evaluate.criticism.statistics import STATISTICS, CountMoments, count_pit
 
@@ -25,4 +26,5 @@ __all__ = [
     "posterior_predictive_check",
     "predictive_pvalue",
     "summarise",
+    "to_inference_data",
 ]

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from samsvae_pyro._typing import Batch
 from samsvae_pyro.data import MinibatchLoader, PerturbationData
 from samsvae_pyro.evaluate.criticism.discrepancy import COMPARISON_COLUMNS, SUMMARY_COLUMNS, compare, summarise
 from samsvae_pyro.evaluate.criticism.statistics import (
@@ -152,7 +153,7 @@ def posterior_predictive_check(
     ------
     cells : (N,).
     """
-    modes = _check_arguments(model, n_samples, modes)
+    modes = check_arguments(model, n_samples, modes)
     loader = MinibatchLoader(data, cells, batch_size=batch_size, shuffle=False, device=device)
     conditions, codes = _condition_codes(data, cells)
     streams = {"observed": _Stream(len(conditions), data.n_genes, (), device)}
@@ -163,14 +164,15 @@ def posterior_predictive_check(
         condition = torch.as_tensor(codes[batch["index"].cpu().numpy()], device=batch["x"].device)
         streams["observed"].add(batch["x"], condition)
         for mode in modes:
-            streams[mode].add(_replicate(model, guide, batch, globals_, mode), condition, observed=batch["x"])
+            streams[mode].add(replicate(model, guide, batch, globals_, mode), condition, observed=batch["x"])
         names.append(data.obs_names[batch["index"].cpu().numpy()])
     units = {"gene": np.asarray(data.var_names), "cell": np.concatenate(names), "conditions": conditions}
     return _assemble(streams, modes, units, _combinations(data.vocabulary, conditions), data.vocabulary.control_label,
                      n_samples=n_samples, interval=interval)
 
 
-def _check_arguments(model: Callable, n_samples: int, modes: Sequence[str]) -> tuple[str, ...]:
+def check_arguments(model: Callable, n_samples: int, modes: Sequence[str] | str) -> tuple[str, ...]:
+    """The distinct modes, after checking them, ``n_samples`` and the model's likelihood (ValueError naming the fix)."""
     if isinstance(modes, str):
         modes = (modes,)
     unknown = [mode for mode in modes if mode not in MODES]
@@ -183,11 +185,14 @@ def _check_arguments(model: Callable, n_samples: int, modes: Sequence[str]) -> t
     if head is not None and not head.is_count:
         raise ValueError("Posterior predictive checks compare counts (zero fractions, the log2(1 + 1e4 x / l) "
                          "shift); this model has a 'normal' likelihood. Check a count model ('nb' or 'poisson').")
-    return tuple(dict.fromkeys(modes))
+    return tuple(dict.fromkeys(modes))  # distinct, in the given order
 
 
-def _replicate(model: Callable, guide: Callable, batch, globals_: GlobalDraws, mode: str) -> Tensor:
-    """x_rep ~ p(x | z_basal, D, l, globals) for the batch's cells. Shapes: returns (R, B, G)."""
+def replicate(model: Callable, guide: Callable, batch: Batch, globals_: GlobalDraws, mode: str) -> Tensor:
+    """x_rep ~ p(x | z_basal, D, l, globals) for the batch's cells, z_basal as ``mode`` says.
+
+    Shapes: globals_ each (R, T, K); returns (R, B, G).
+    """
     z_basal = None
     if mode == "in_sample":
         z_basal = local_posterior(guide, batch, globals_).nodes[Z_BASAL]["value"]  # (R, B, K)
