@@ -30,6 +30,9 @@ import pandas as pd
 import torch
 
 from samsvae_pyro import CPAVAE, SAMSVAE, simulate_counts
+from samsvae_pyro.evaluate.criticism.plots import (
+    plot_condition_shifts, plot_observed_vs_replicated, plot_pvalue_histograms,
+)
 
 NORMAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "norman2019_k562_subset.h5ad"
 SIM_RUNS = ("nb", "poisson", "shuffled", "few_steps")
@@ -98,13 +101,14 @@ def main() -> None:
     parser.add_argument("--n-hidden", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=Path("ppc_misspecification.csv"))
+    parser.add_argument("--figures", type=Path, default=None, help="write the first seed's figures here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for seed in args.seeds:
-        start = time.perf_counter()
+        start, checks = time.perf_counter(), {}
         for name, model, cells in runs(args, seed):
             trained = time.perf_counter()
-            check = model.check(cells, split="test", n_samples=args.n_samples, seed=seed)
+            check = checks[name] = model.check(cells, split="test", n_samples=args.n_samples, seed=seed)
             checked = time.perf_counter()
             summary = check.summary().reset_index()
             summary = summary.assign(data=args.data, seed=seed, run=name, train_s=round(trained - start, 1),
@@ -112,7 +116,18 @@ def main() -> None:
             summary.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
             print(f"seed {seed} {name}: trained {trained - start:.0f} s, checked {checked - trained:.1f} s", flush=True)
             start = time.perf_counter()
+        if args.figures is not None and seed == args.seeds[0]:
+            write_figures(checks, args.figures / args.data)
     print_table(pd.read_csv(args.out), args.data)
+
+
+def write_figures(checks: dict, folder: Path) -> None:
+    """The three figure kinds for every run of one seed, each in both modes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for mode in ("in_sample", "generative"):
+        for name, plot in (("gene_statistics", plot_observed_vs_replicated), ("condition_shifts", plot_condition_shifts),
+                           ("pvalues", plot_pvalue_histograms)):
+            plot(checks, mode=mode).savefig(folder / f"{name}_{mode}.png", dpi=70)
 
 
 def print_table(rows: pd.DataFrame, data: str) -> None:
