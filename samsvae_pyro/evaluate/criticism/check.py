@@ -74,7 +74,7 @@ class PosteriorPredictiveCheck:
         ``median_z``; then a row (mode, "count", "interval") per mode with ``coverage_50`` and ``coverage_90``.
         """
         rows = {key: summarise(group, log_scale=statistic(key[1], key[2]).log_scale, threshold=threshold)
-                for key, group in self.table.groupby(list(INDEX), sort=False)}
+                for key, group in self.table.groupby(list(INDEX), sort=False, observed=True)}
         frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(SUMMARY_COLUMNS))
         coverage = self.coverage.rename(columns=lambda level: f"coverage_{round(100 * level)}")
         coverage.index = pd.MultiIndex.from_tuples([(mode, "count", "interval") for mode in coverage.index])
@@ -154,8 +154,9 @@ def posterior_predictive_check(
     cells : (N,).
     """
     modes = check_arguments(model, n_samples, modes)
-    loader = MinibatchLoader(data, cells, batch_size=batch_size, shuffle=False, device=device)
     conditions, codes = _condition_codes(data, cells)
+    cells = np.asarray(cells)[np.argsort(codes[cells], kind="stable")]  # batches of few conditions
+    loader = MinibatchLoader(data, cells, batch_size=batch_size, shuffle=False, device=device)
     streams = {"observed": _Stream(len(conditions), data.n_genes, (), device)}
     streams |= {mode: _Stream(len(conditions), data.n_genes, (n_samples,), device) for mode in modes}
     globals_ = sample_globals(guide, next(iter(loader)), n_samples)
@@ -274,6 +275,7 @@ def _assemble(streams: dict[str, _Stream], modes: tuple[str, ...], units: dict, 
             frames.append(frame.assign(mode=mode, level=level, statistic=name))
     table = pd.concat(frames, ignore_index=True)
     table = table[[*INDEX, "condition", "unit", *COMPARISON_COLUMNS]]
+    table = table.astype({column: "category" for column in (*INDEX, "condition", "unit")})  # ~1e6 rows: compact
     coverage = pd.DataFrame({level: [streams[m].covered[level] / streams[m].n_entries for m in modes]
                              for level in COVERAGE_LEVELS}, index=pd.Index(modes, name="mode"))
     coverage.attrs["n_entries"] = streams[modes[0]].n_entries

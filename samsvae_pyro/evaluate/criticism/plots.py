@@ -58,7 +58,7 @@ def plot_condition_shifts(checks: Checks, *, conditions: Sequence[str] | None = 
     """
     first = next(iter(checks.values())).select("condition", "shift", mode=mode)
     if conditions is None:
-        size = first.assign(size=first["observed"].abs()).groupby("condition")["size"].mean()
+        size = first.assign(size=first["observed"].abs()).groupby("condition", observed=True)["size"].mean()
         conditions = list(size.sort_values(ascending=False).index[:3])
     figure = Figure(figsize=(4.2 * max(len(conditions), 1), 3.2 * len(checks)), layout="constrained")
     axes = figure.subplots(len(checks), max(len(conditions), 1), squeeze=False)
@@ -76,7 +76,7 @@ def plot_condition_shifts(checks: Checks, *, conditions: Sequence[str] | None = 
             ax.scatter(position, rows["observed"], c=np.where(flagged, FLAGGED_COLOR, "black"), s=12, zorder=3,
                        label="observed")
             ax.axhline(0, color="grey", linewidth=0.6)
-            ax.set_xticks(position, rows["unit"], rotation=90, fontsize=6)
+            ax.set_xticks(position, rows["unit"].astype(str), rotation=90, fontsize=6)
             ax.set(ylabel="shift from control (log2)", title=f"{run}: {condition}")
         row[0].legend(fontsize=7)
     figure.suptitle(f"{_mode_label(mode)}: shift from control, red p < {threshold}")

@@ -40,7 +40,8 @@ def test_condition_statistics_against_the_control():
     f = perturbseq_transform(X.numpy().astype(float))
     stats = condition_statistics(moments(), control=0)
     assert stats["shift"][1].tolist() == pytest.approx(f[1:].mean(0) - f[0])
-    assert stats["variance_change"][1].tolist() == pytest.approx(f[1:].var(0))  # one control cell: variance 0
+    # one control cell: variance 0; squares of f ~ 12 are summed in float32 (x's precision), about 1e-5 off
+    assert stats["variance_change"][1].tolist() == pytest.approx(f[1:].var(0), abs=1e-4)
     assert stats["zero_fraction_change"][1].tolist() == pytest.approx([0.0 - 1.0, 0.5 - 0.0])
     assert all(float(v[0].abs().sum()) == 0 for v in stats.values())  # the control's own row
 
