@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from samsvae_pyro._typing import Batch
+from samsvae_pyro._typing import Batch, CheckMode
 from samsvae_pyro.data import MinibatchLoader, PerturbationData
 from samsvae_pyro.evaluate.criticism.discrepancy import COMPARISON_COLUMNS, SUMMARY_COLUMNS, compare, summarise
 from samsvae_pyro.evaluate.criticism.statistics import (
@@ -38,8 +38,7 @@ from samsvae_pyro.evaluate.criticism.statistics import (
 from samsvae_pyro.evaluate.predictive import GlobalDraws, local_posterior, sample_globals, sample_x
 from samsvae_pyro.models.plates import Z_BASAL
 
-CheckMode = Literal["in_sample", "generative"]
-MODES: tuple[str, ...] = ("in_sample", "generative")
+MODES: tuple[str, ...] = get_args(CheckMode)
 COVERAGE_LEVELS = (0.5, 0.9)
 INDEX = ("mode", "level", "statistic")
 

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from samsvae_pyro.data import MinibatchLoader, PerturbationData
-from samsvae_pyro.evaluate.criticism.check import CheckMode, check_arguments, replicate
+from samsvae_pyro._typing import CheckMode
+from samsvae_pyro.evaluate.criticism.check import check_arguments, replicate
 from samsvae_pyro.evaluate.predictive import sample_globals
 from samsvae_pyro.models.plates import E, MASK, MASK_PROB
 
