@@ -72,6 +72,7 @@ from samsvae_pyro.runs.layout import (
     write_h5ad,
     write_json,
 )
+from samsvae_pyro.runs.criticism import link_check_section
 from samsvae_pyro.runs.render import jsonable, markdown_report
 
 INTERVAL = 0.9
@@ -153,6 +154,7 @@ def evaluate_run(
     report = jsonable(report)
     write_json(report, out / METRICS)
     write_text(out / METRICS_MD, markdown_report(report))
+    link_check_section(out)  # an earlier `samsvae check` report in the same directory stays linked
     return report
 
 

@@ -181,8 +181,7 @@ def check_arguments(model: Callable, n_samples: int, modes: Sequence[str] | str)
     if int(n_samples) != n_samples or n_samples < 2:
         raise ValueError(f"n_samples={n_samples!r}: a posterior predictive check needs at least 2 replicates "
                          "(20 or more for stable p-values).")
-    head = getattr(model, "head", None)
-    if head is not None and not head.is_count:
+    if not model.head.is_count:
         raise ValueError("Posterior predictive checks compare counts (zero fractions, the log2(1 + 1e4 x / l) "
                          "shift); this model has a 'normal' likelihood. Check a count model ('nb' or 'poisson').")
     return tuple(dict.fromkeys(modes))  # distinct, in the given order

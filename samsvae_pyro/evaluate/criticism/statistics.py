@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from samsvae_pyro.evaluate.ate import perturbseq_transform
+from samsvae_pyro.data.transforms import perturbseq_transform
 
 LEVELS = ("gene", "cell", "condition", "interaction", "dataset")
 
