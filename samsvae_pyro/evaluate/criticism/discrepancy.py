@@ -10,8 +10,11 @@ For a statistic T with observed value t and replicated values t_1..t_R:
   It is exactly uniform when t and the replicates are independent draws of one normal variable
   (sums over many cells are nearly normal), and unlike a rank p-value it resolves values far outside
   all R replicates (a rank p-value cannot go below about 2 / R, so "p < 0.01" would need R >= 200).
-  Posterior predictive p-values of in-sample checks are conservative (the data informed the
-  posterior), so a calibrated model gives fewer small p-values than a uniform law would.
+  Statistics whose replicates take fewer than 5 distinct values (genes with a handful of counts in all
+  the checked cells) get the rank p-value instead (see :func:`predictive_pvalue`): on sparse data the t
+  reference would flag them for one stray count. Posterior predictive p-values of in-sample checks are
+  conservative (the data informed the posterior), so a calibrated model gives fewer small p-values than a
+  uniform law would.
 
 A summary per statistic: ``n`` units, ``flagged`` (fraction of units with p < ``threshold``),
 ``r2`` (squared Pearson correlation across units of observed vs replicated mean, on log(1 + .) for
@@ -28,12 +31,17 @@ from scipy import stats
 COMPARISON_COLUMNS = ("observed", "replicated_mean", "replicated_sd", "replicated_lower", "replicated_upper",
                       "z", "p_value")
 SUMMARY_COLUMNS = ("n", "flagged", "r2", "median_z")
+MIN_DISTINCT = 5  # replicated values per unit below which a statistic counts as discrete
 
 
 def predictive_pvalue(observed: np.ndarray, replicated: np.ndarray) -> np.ndarray:
     """Two-sided predictive p-value of each observed value among its replicates (see the module docstring).
 
-    A unit whose replicates are all equal gets p = 1 if the observed value equals them, else 0.
+    Where the replicates take fewer than :data:`MIN_DISTINCT` distinct values (a rare gene's mean, cv or zero
+    fraction: a handful of counts in all the checked cells), the statistic is too discrete for the t reference,
+    and the p-value is the rank one, min(1, 2 (1 + #{replicates at least as far out}) / (R + 1)): valid
+    whatever the distribution, but never below 2 / (R + 1), so such units are not flagged at p < 0.01 with
+    R < 200 replicates.
 
     Shapes: observed (U,); replicated (R, U) with R >= 2; returns (U,).
     """
@@ -41,14 +49,26 @@ def predictive_pvalue(observed: np.ndarray, replicated: np.ndarray) -> np.ndarra
     if n_samples < 2:
         raise ValueError(f"A predictive p-value needs at least 2 replicates, got {n_samples}.")
     mean, sd = replicated.mean(0), replicated.std(0, ddof=1)
-    distance = np.abs(observed - mean)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = distance / (sd * np.sqrt(1 + 1 / n_samples))
+        t = np.abs(observed - mean) / (sd * np.sqrt(1 + 1 / n_samples))
     p = 2 * stats.t.sf(t, df=n_samples - 1)
-    degenerate = sd == 0
-    p[degenerate] = np.where(distance[degenerate] == 0, 1.0, 0.0)
+    discrete = _n_distinct(replicated) < MIN_DISTINCT
+    p[discrete] = _rank_pvalue(observed[discrete], replicated[:, discrete])
     p[np.isnan(observed) | np.isnan(mean)] = np.nan
     return p
+
+
+def _n_distinct(values: np.ndarray) -> np.ndarray:
+    """Number of distinct values in each column. Shapes: (R, U) -> (U,)."""
+    ordered = np.sort(values, axis=0)
+    return 1 + (np.diff(ordered, axis=0) != 0).sum(0)
+
+
+def _rank_pvalue(observed: np.ndarray, replicated: np.ndarray) -> np.ndarray:
+    """min(1, 2 (1 + #{replicates on the far side, ties included}) / (R + 1)), the smaller tail."""
+    upper = (replicated >= observed).sum(0)
+    lower = (replicated <= observed).sum(0)
+    return np.minimum(1.0, 2 * (1 + np.minimum(upper, lower)) / (replicated.shape[0] + 1))
 
 
 def compare(observed: np.ndarray, replicated: np.ndarray, *, interval: float = 0.9) -> pd.DataFrame:

@@ -11,12 +11,19 @@ from samsvae_pyro.evaluate.criticism.discrepancy import compare, predictive_pval
 
 
 def test_pvalue_known_values():
-    replicated = np.array([[-1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])  # R = 2: mean 0, sd sqrt(2); then two constants
+    replicated = np.array([[-1.0, 0.3, 1.1, 2.0, 0.5, 7.0], [1.0, -0.3, -1.1, 2.0, 0.5, 9.0]]).T  # R = 6
+    # column 0: distinct values -1, 0.3, 1.1, 2, 0.5, 7 -> t reference; column 1: the same, negated but for 2 and 9
+    mean, sd = replicated.mean(0), replicated.std(0, ddof=1)
     k = 1.5
-    observed = np.array([k * np.sqrt(2) * np.sqrt(1.5), 2.0, 3.0])
-    p = predictive_pvalue(observed, replicated)
-    assert p[0] == pytest.approx(2 * stats.t.sf(k, df=1))
-    assert p[1] == 1.0 and p[2] == 0.0  # constant replicates: equal, or not
+    observed = mean + k * sd * np.sqrt(1 + 1 / 6)
+    assert predictive_pvalue(observed, replicated) == pytest.approx(2 * stats.t.sf(k, df=5))
+
+
+def test_discrete_statistics_get_the_rank_pvalue():
+    replicated = np.array([[0.0, 2.0, 0.0], [0.0, 2.0, 1.0], [0.0, 2.0, 0.0], [0.0, 2.0, 0.0]])  # R = 4, <= 2 values
+    p = predictive_pvalue(np.array([1.0, 2.0, 0.0]), replicated)
+    # one count never replicated: 2 (1 + 0) / 5; equal to every replicate: 1; zero among 3 zeros: 2 (1 + 3) / 5 -> 1
+    assert p.tolist() == pytest.approx([0.4, 1.0, 1.0])
 
 
 def test_pvalue_is_uniform_when_observed_and_replicates_are_alike():
