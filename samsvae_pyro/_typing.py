@@ -27,6 +27,7 @@ GuideName = Literal[SAMSGuideName, "svae_plus", "conditional"]
 EstimatorName = Literal["trace", "mean_field", "tracegraph"]
 Weighting = Literal["plated", "per_perturbation"]
 Encoding = Literal["sum", "unique"]
+Split = Literal["train", "val", "test", "excluded"]  # "excluded": in no split
 MaskPrior = Literal["bernoulli", "beta_bernoulli"]
 GuideFactory = Callable[..., Any]  # factory(model, **stats) -> guide, or a guide module (also callable)
 AteMethod = Literal["perturbseq", "mean"]
@@ -34,6 +35,7 @@ DatasetName = Literal["norman", "replogle"]
 IwelboKind = Literal["predictive", "joint"]
 LatentKind = Literal["basal", "perturbed"]
 PredictMode = Literal["generative", "counterfactual"]
+CheckMode = Literal["in_sample", "generative"]  # posterior predictive checks: z_basal from the encoder or the prior
 SimilarityMetric = Literal["cosine", "correlation"]
 SimilaritySource = Literal["effects", "mask"]
 

@@ -1,4 +1,4 @@
-"""The ``samsvae`` command line: demo, simulate, download, train, evaluate, predict, interpret.
+"""The ``samsvae`` command line: demo, simulate, download, train, evaluate, predict, interpret, check.
 
 Run ``samsvae <command> --help`` for the options of each command. A user mistake (a missing file,
 an obs column that does not exist, a perturbation unknown to the model...) ends with one line
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, get_args
 
 from samsvae_pyro._typing import (
+    CheckMode,
     DatasetName,
     Encoding,
     EstimatorName,
@@ -27,9 +28,12 @@ from samsvae_pyro._typing import (
     SAMSGuideName,
     SimilarityMetric,
     SimilaritySource,
+    Split,
 )
 from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS, N_HIDDEN, N_LATENT
 from samsvae_pyro.files import check_writable
+
+CHECK_SPLITS = tuple(split for split in get_args(Split) if split != "excluded")
 
 DEMO_DIR = "samsvae_demo"
 RUN_DIR = "samsvae_run"
@@ -288,6 +292,31 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Posterior predictive checks of a run (and of --compare runs on the same cells), written to its directory."""
+    from samsvae_pyro.runs import check_runs, open_run
+
+    run_dirs = [args.run_dir, *args.compare]
+    names = _run_names(run_dirs)
+    out = check_writable(args.out or args.run_dir, directory=True)
+    models = {name: open_run(run_dir, args.adata, device=args.device)[0] for name, run_dir in zip(names, run_dirs)}
+    for model in models.values():
+        model.threads = args.threads
+    split = None if args.split == "all" else args.split
+    report = check_runs(models, out, split=split, n_samples=args.n_samples, modes=args.modes,
+                        plots=not args.no_plots, seed=args.seed, log=lambda line: print(line, flush=True))
+    _print_lines(_render().check_summary(report, out))
+    return 0
+
+
+def _run_names(run_dirs: list[str]) -> list[str]:
+    """Each run's directory name, or its whole path where two names would clash."""
+    names = [Path(run_dir).resolve().name for run_dir in run_dirs]
+    if len(set(map(str, map(Path, run_dirs)))) < len(run_dirs):
+        raise ValueError("the same run directory is given twice; list each run once.")
+    return names if len(set(names)) == len(names) else [str(run_dir) for run_dir in run_dirs]
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -334,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _compare_parser(commands)
     _predict_parser(commands)
     _interpret_parser(commands)
+    _check_parser(commands)
     return parser
 
 
@@ -458,6 +488,32 @@ def _saved_run_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
     sub.add_argument("--adata", default=None,
                      help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
+
+
+def _check_parser(commands) -> None:
+    sub = _command(commands, "check", cmd_check, "Posterior predictive checks of a saved run: replicate its cells "
+                   "from the model and compare statistics per gene, cell and condition (and with --compare, other "
+                   "runs side by side on the same cells).")
+    _saved_run_arguments(sub)
+    sub.add_argument("--compare", nargs="+", default=[], metavar="RUN_DIR",
+                     help="more run directories trained on the same cells, checked side by side")
+    sub.add_argument("--out", default=None, help="report directory (default: the run directory)")
+    sub.add_argument("--split", choices=[*CHECK_SPLITS, "all"], default="test",
+                     help="cells to check (default test; all: every cell)")
+    sub.add_argument("--n-samples", type=_at_least_two, default=20, help="replicated data sets (default 20)")
+    sub.add_argument("--modes", nargs="+", choices=get_args(CheckMode), default=list(get_args(CheckMode)),
+                     help="z_basal from the encoder (in_sample) and/or the prior (generative); default both")
+    sub.add_argument("--no-plots", action="store_true", help="write the tables only")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the replicated data")
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _threads_argument(sub)
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 replicates, got {text!r}")
+    return value
 
 
 def _sweep_parser(commands) -> None:

@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": "--n-particles",
     "predict": "--perturbations",
     "interpret": "--groups",
+    "check": "--compare",
 }
 SIM_KEYS = ["--perturbation-key", "perturbation", "--control-label", "non-targeting", "--split-key", "split"]
 TINY_MODEL = ["--n-latent", "3", "--n-hidden", "16", "--batch-size", "128", "--threads", "1", "--quiet"]

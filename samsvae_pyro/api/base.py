@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from samsvae_pyro._typing import (
-    AteMethod, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
+    AteMethod, CheckMode, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode,
+    Weighting,
 )
 from samsvae_pyro.api.persistence import (
     CHECKPOINT,
@@ -35,6 +36,9 @@ from samsvae_pyro.data.transforms import TARGET_LIBRARY
 from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS
 from samsvae_pyro.device import DEFAULT_THREADS, check_threads, choose_device, seeded, torch_threads
 from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
+from samsvae_pyro.evaluate.criticism import (
+    MODES, PosteriorPredictiveCheck, posterior_predictive_check, to_inference_data,
+)
 from samsvae_pyro.evaluate.effects import posterior_effects
 from samsvae_pyro.evaluate.iwelbo import iwelbo
 from samsvae_pyro.evaluate.latent_dims import decoder_response
@@ -341,6 +345,38 @@ class PerturbationModel:
         return ate_anndata(summary["mean"], conditions, self.data.var_names,
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
                            obs=condition_split_flags(self.data, self.data.canonical_labels(conditions)))
+
+    @_threaded
+    def check(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_samples: int = 20,
+              modes: tuple[CheckMode, ...] = MODES, batch_size: int = 256, seed: int = 0) -> PosteriorPredictiveCheck:
+        """Posterior predictive checks: replicate the observed cells from the model and compare, statistic by statistic.
+
+        Checks the ``split`` of the training AnnData (``None``: every cell), or every cell of ``adata`` when given.
+        ``modes``: ``"in_sample"`` (z_basal from the encoder) and ``"generative"`` (z_basal from the prior);
+        statistics per gene, cell, condition (shift from control, variance and zero-fraction change, interactions
+        of combinations) and data set, each with its observed value, replicated distribution over ``n_samples``
+        replicates and predictive p-value; ``check.summary()`` is the table of flagged fractions, r2 and the
+        coverage of the count predictive intervals. Several runs side by side: :func:`samsvae_pyro.evaluate.
+        criticism.compare_checks`; details: :func:`samsvae_pyro.evaluate.criticism.posterior_predictive_check`.
+        """
+        data, cells = self._cells(adata, split)
+        with seeded(seed, self.device):
+            return posterior_predictive_check(self.model, self.guide, data, cells, n_samples=n_samples, modes=modes,
+                                              batch_size=batch_size, device=self.device)
+
+    @_threaded
+    def to_inference_data(self, adata: ad.AnnData | None = None, *, split: str | None = "test", max_cells: int = 500,
+                          n_samples: int = 20, mode: CheckMode = "in_sample", seed: int = 0):
+        """ArviZ ``InferenceData`` (optional extra ``[arviz]``): global sites, replicated and observed counts of at
+        most ``max_cells`` cells (a seeded random subset) of ``split`` or of ``adata``. Which ArviZ functions are
+        valid for this amortised model: :mod:`samsvae_pyro.evaluate.criticism.inference_data`.
+        """
+        data, cells = self._cells(adata, split)
+        if len(cells) > max_cells:
+            cells = np.sort(np.random.default_rng(seed).choice(cells, max_cells, replace=False))
+        with seeded(seed, self.device):
+            return to_inference_data(self.model, self.guide, data, cells, n_samples=n_samples, mode=mode,
+                                     device=self.device)
 
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,

@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import numpy as np
 
+from samsvae_pyro._typing import Split
 from samsvae_pyro.data.labels import factorize_members, parse_label
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "excluded")
+SPLITS: tuple[str, ...] = get_args(Split)
 SPLIT_DTYPE = "<U8"
 _HELD_OUT = 0.2  # the "20" of each 80/20 cell split
 

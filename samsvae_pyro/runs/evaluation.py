@@ -75,6 +75,7 @@ from samsvae_pyro.runs.layout import (
     write_h5ad,
     write_json,
 )
+from samsvae_pyro.runs.criticism import link_check_section
 from samsvae_pyro.runs.render import jsonable, markdown_report
 
 INTERVAL = 0.9
@@ -165,6 +166,7 @@ def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] |
     report["warnings"] = report_warnings(report)
     write_json(report, out / METRICS)
     write_text(out / METRICS_MD, markdown_report(report))
+    link_check_section(out)  # an earlier `samsvae check` report in the same directory stays linked
     return report
 
 

@@ -8,6 +8,7 @@
   ``ate_data.h5ad``, ``ate_model.h5ad`` and PNG plots: the evaluation report (:mod:`.evaluation`); a
   finished run is one with ``metrics.json``;
 - ``interpret.json`` and its CSV tables and plots: the latent-structure analysis (:mod:`.interpretation`);
+- ``ppc.json``, ``ppc_*``: posterior predictive checks (summaries, every unit, figures; :mod:`.criticism`);
 - ``predictions.h5ad``: ``samsvae predict``'s default output.
 
 A sweep directory (:mod:`.sweep`) holds ``sweep.yaml``, ``runs.csv``, ``summary.csv``, ``summary.md`` and
@@ -43,6 +44,8 @@ PER_CONDITION = "per_condition_metrics.csv"
 ATE_DATA, ATE_MODEL = "ate_data.h5ad", "ate_model.h5ad"
 INTERPRET = "interpret.json"
 PREDICTIONS = "predictions.h5ad"
+PPC, PPC_SUMMARY_MD, PPC_SUMMARY_CSV, PPC_TABLE = "ppc.json", "ppc_summary.md", "ppc_summary.csv", "ppc_table.csv.gz"
+PPC_FIGURE = "ppc_{kind}_{mode}.png"
 MODEL_FILES = (MODEL_CONFIG, CHECKPOINT)
 # a sweep directory (:mod:`.sweep`): one run directory per run under RUNS_DIR, and the tables
 RUNS_DIR, RUNS_TABLE, SWEEP_FILE = "runs", "runs.csv", "sweep.yaml"

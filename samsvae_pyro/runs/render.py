@@ -304,3 +304,80 @@ def interpretation_summary(report: Mapping[str, Any], out: Path) -> list[str]:
 def _count(n: int, noun: str) -> str:
     """"1 cluster", "3 clusters"."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+# ---------------------------------------------------------------- posterior predictive checks (ppc.json)
+
+CHECK_HEADING = "## Posterior predictive checks"
+_CHECK_MEASURES = {"flagged": "fraction of units with predictive p < {threshold}",
+                   "r2": "squared correlation of observed vs replicated values across units",
+                   "median_z": "median signed discrepancy (observed - replicated mean) / replicated sd"}
+
+
+def check_frame(report: Mapping[str, Any], measure: str) -> pd.DataFrame:
+    """One measure of every (mode, level, statistic) of a check report, runs as columns."""
+    rows: dict[str, dict[str, Any]] = {}
+    for run, check in report["runs"].items():
+        for mode in report["settings"]["modes"]:
+            for level, statistics in check[mode].items():
+                for name, values in statistics.items():
+                    if level != "count":
+                        rows.setdefault(f"{mode} / {level} / {name}", {})[run] = values[measure]
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("mode / level / statistic")
+
+
+def _coverage_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    rows = {f"{mode} / {run}": {f"{level}%": check[mode]["count"]["interval"][f"coverage_{level}"] for level in (50, 90)}
+            for run, check in report["runs"].items() for mode in report["settings"]["modes"]}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("mode / run")
+
+
+def _check_settings(report: Mapping[str, Any]) -> str:
+    settings = report["settings"]
+    return (f"{settings['n_samples']} replicated data sets of {settings['n_cells']} {settings['split'] or 'all'} "
+            f"cells; modes: {', '.join(settings['modes'])} (in_sample: z_basal from the encoder; generative: from "
+            "the prior).")
+
+
+def check_markdown(report: Mapping[str, Any]) -> str:
+    """``ppc_summary.md``: the settings, one table per measure (runs side by side), the count interval coverage."""
+    threshold = report["settings"]["threshold"]
+    lines = [f"# Posterior predictive checks of {', '.join(report['runs'])}", "", _check_settings(report), ""]
+    for measure, description in _CHECK_MEASURES.items():
+        lines += [f"## {measure}: {description.format(threshold=threshold)}", "",
+                  markdown_table(check_frame(report, measure)), ""]
+    lines += ["## Coverage of each count by its central 50% / 90% predictive interval", "",
+              markdown_table(_coverage_frame(report)), ""]
+    skipped = {f"{run}: {what}": reason for run, check in report["runs"].items()
+               for what, reason in check["skipped"].items()}
+    if skipped:
+        lines += ["## Not checked", ""] + [f"- {where}: {reason}" for where, reason in skipped.items()] + [""]
+    files = report["files"]
+    lines += ["Every unit: " + files["table"] + "; figures: " + ", ".join(f"[{f}]({f})" for f in files["figures"])]
+    return "\n".join(lines) + "\n"
+
+
+def with_check_section(text: str, report: Mapping[str, Any]) -> str:
+    """``metrics.md`` text ending with the check report's section (replacing an earlier one)."""
+    text = text.split("\n" + CHECK_HEADING + "\n")[0].rstrip("\n")
+    threshold = report["settings"]["threshold"]
+    lines = ["", "", CHECK_HEADING, "", _check_settings(report) + f" Fraction of units with predictive p < "
+             f"{threshold} (about {threshold} for a calibrated model; fewer in-sample):", "",
+             markdown_table(check_frame(report, "flagged")),
+             f"Details: [{report['files']['summary']}]({report['files']['summary']}); figures: "
+             + ", ".join(f"[{f}]({f})" for f in report["files"]["figures"]) + "."]
+    return text + "\n".join(lines) + "\n"
+
+
+def check_summary(report: Mapping[str, Any], out: Path) -> list[str]:
+    """Lines saying where a check report is, and each run's headline numbers."""
+    lines = [f"report: {out / report['files']['summary']} (also ppc.json, {report['files']['table']}, "
+             f"{len(report['files']['figures'])} figures)", _check_settings(report)]
+    headline = [("gene", "variance"), ("gene", "zero_fraction"), ("gene", "mean"), ("condition", "shift")]
+    for run, check in report["runs"].items():
+        for mode in report["settings"]["modes"]:
+            parts = [f"{level} {name} {format_number(check[mode][level][name]['flagged'], 2)}"
+                     for level, name in headline if name in check[mode].get(level, {})]
+            coverage = check[mode]["count"]["interval"]["coverage_90"]
+            lines.append(f"{run} ({mode}): flagged {', '.join(parts)}; 90% count coverage {format_number(coverage, 2)}")
+    return lines
