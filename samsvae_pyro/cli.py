@@ -28,12 +28,12 @@ from samsvae_pyro._typing import (
     SAMSGuideName,
     SimilarityMetric,
     SimilaritySource,
-    Split,
+    SplitName,
 )
 from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS, N_HIDDEN, N_LATENT
 from samsvae_pyro.files import check_writable
 
-CHECK_SPLITS = tuple(split for split in get_args(Split) if split != "excluded")
+CHECK_SPLITS = tuple(split for split in get_args(SplitName) if split != "excluded")  # plus "all"
 
 DEMO_DIR = "samsvae_demo"
 RUN_DIR = "samsvae_run"

@@ -19,8 +19,7 @@ import pandas as pd
 import torch
 
 from samsvae_pyro._typing import (
-    AteMethod, CheckMode, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode,
-    Weighting,
+    AteMethod, CheckMode, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
 )
 from samsvae_pyro.api.persistence import (
     CHECKPOINT,

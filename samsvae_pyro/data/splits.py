@@ -20,10 +20,10 @@ from typing import NamedTuple, get_args
 
 import numpy as np
 
-from samsvae_pyro._typing import Split
+from samsvae_pyro._typing import SplitName
 from samsvae_pyro.data.labels import factorize_members, parse_label
 
-SPLITS: tuple[str, ...] = get_args(Split)
+SPLITS: tuple[str, ...] = get_args(SplitName)
 SPLIT_DTYPE = "<U8"
 _HELD_OUT = 0.2  # the "20" of each 80/20 cell split
 
