@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from samsvae_pyro._typing import Batch
-from samsvae_pyro.evaluate.ate import ate_transform, data_ate
+from samsvae_pyro.evaluate.ate import ate_anndata, ate_transform, data_ate
 from samsvae_pyro.evaluate.metrics import _pearson
 from samsvae_pyro.evaluate.predictive import _chunks, _take, model_ate_draws, sample_globals, sample_x
 
@@ -137,7 +137,11 @@ def calibration_summary(draws: np.ndarray, reference: np.ndarray, *, levels: Seq
 
     Returns
     -------
-    dict with "coverage" {level: fraction}, "pearson", "slope", "n_entries", "n_slope_entries",
+    dict with "coverage" {level: fraction}, "pearson", "slope" (mean on reference: shrinkage against an exact
+    reference such as a true ATE; a noisy reference such as held-out cells' data ATE pulls it below 1 even
+    for a perfect model), "calibration_slope" (reference on mean, entries with |mean| > ``min_abs``: 1 when
+    effects have their observed size whatever the noise of the reference, above 1 when the model's effects
+    are too small), "n_entries", "n_slope_entries",
     "mean_width" {level: mean interval width}, and "per_condition" (DataFrame: coverage at each
     level, Pearson r and slope per condition).
 
@@ -165,6 +169,7 @@ def calibration_summary(draws: np.ndarray, reference: np.ndarray, *, levels: Seq
         "mean_width": width,
         "pearson": _pearson(mean[finite], reference[finite]),
         "slope": ate_slope(mean, reference, min_abs=min_abs),
+        "calibration_slope": ate_slope(reference, mean, min_abs=min_abs),
         "n_entries": int(finite.sum()),
         "n_slope_entries": int((finite & (np.abs(reference) > min_abs)).sum()),
         "per_condition": pd.DataFrame(per_condition, index=index),
@@ -206,7 +211,9 @@ def ate_calibration(fitted: Any, cells: np.ndarray, *, truth: dict | None = None
     Returns
     -------
     dict with "predictive" (:func:`calibration_summary` against the held-out data ATE, plus
-    "n_cells" per condition) and, with ``truth``, "population" (against the true ATE).
+    "n_cells" per condition), "held_out" (the held-out cells' data ATE, AnnData), "predictive_ate"
+    (AnnData: the posterior-predictive mean of that data ATE, layers "lower"/"upper" its 90% interval) and,
+    with ``truth``, "population" (against the true ATE).
     """
     data = fitted.data
     held_out = data_ate(data, method=method, cells=cells)
@@ -233,6 +240,10 @@ def ate_calibration(fitted: Any, cells: np.ndarray, *, truth: dict | None = None
         out["predictive"] = calibration_summary(predictive, np.asarray(held_out.X), levels=levels, min_abs=min_abs,
                                                 conditions=conditions)
         out["predictive"]["per_condition"]["n_cells"] = np.asarray(held_out.obs["n_cells"])
+        lower, upper = interval_bounds(predictive, 0.9)
+        out["held_out"] = held_out
+        out["predictive_ate"] = ate_anndata(predictive.mean(0), conditions, data.var_names,
+                                            layers={"lower": lower, "upper": upper}, obs=held_out.obs)
         if truth is not None:
             true_conditions = [str(c) for c in truth["true_ate_conditions"]]
             D_true = torch.as_tensor(data.condition_dosages(true_conditions), dtype=torch.float32, device=device)

@@ -44,9 +44,12 @@ def test_summary_coverage_is_nominal_for_draws_from_the_reference_distribution()
     for level, observed in summary["coverage"].items():
         assert abs(observed - level) < 0.03, (level, observed)
     assert summary["mean_width"][0.9] == pytest.approx(2 * 1.645, rel=0.05)
+    # a noisy reference attenuates the slope of the mean on it; the reverse (calibration) slope stays at 1
+    assert summary["slope"] < 0.9 and summary["calibration_slope"] == pytest.approx(1.0, abs=0.05)
     # an over-confident posterior shrunk by half covers far less and has slope 0.5
     shrunk = calibration_summary(0.5 * centre + 0.3 * (draws - centre), centre)
-    assert shrunk["slope"] == pytest.approx(0.5, abs=0.02) and shrunk["coverage"][0.9] < 0.5
+    assert shrunk["slope"] == pytest.approx(0.5, abs=0.02) and shrunk["calibration_slope"] == pytest.approx(2, abs=0.1)
+    assert shrunk["coverage"][0.9] < 0.5
     assert list(summary["per_condition"].columns[:4]) == ["coverage_50", "coverage_80", "coverage_90", "coverage_95"]
 
 
