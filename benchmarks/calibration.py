@@ -60,8 +60,10 @@ VARIANTS: dict[str, dict] = {
     "learned_prior_scale": dict(model=dict(learn_embedding_prior_scale=True)),
     # under-training: train to a validation criterion instead of a fixed step count
     "converged": dict(train=dict(max_steps=8000, val_every=250, early_stopping_patience=4)),
+    "steps_5000_last": dict(train=dict(max_steps=5000, val_every=5000)),  # validated once: the last state is kept
+    # under-training of E alone: q(M) and q(E) learn faster than the networks (which overfit past ~1,250 steps)
     "lr_globals_1e-2": dict(train=dict(lr_globals=1e-2)),
-    "steps_6000": dict(train=dict(max_steps=6000, val_every=1000)),
+    "lr_globals_3e-2": dict(train=dict(lr_globals=3e-2)),
     # over-confident q(E): mean-field independent Normals; a low-rank Gaussian over E (Pyro autoguide)
     "mean_field": dict(guide="mean_field"),
     "lowrank_E": dict(guide=_composed("AutoLowRankMultivariateNormal")),
@@ -78,7 +80,7 @@ SIMULATIONS = ("counts", "demo")
 
 def simulate(sim: str, seed: int):
     from samsvae_pyro import simulate_counts
-    from samsvae_pyro.cli import demo_data
+    from samsvae_pyro.runs import demo_data
 
     return simulate_counts(seed=seed) if sim == "counts" else demo_data(seed=seed)[0]
 
@@ -106,7 +108,6 @@ def effect_norm_ratio(model, truth) -> float:
 
 def run_one(sim: str, variant: str, seed: int) -> dict:
     from samsvae_pyro import SAMSVAE
-    from samsvae_pyro.evaluate.calibration import ate_calibration
 
     adata = simulate(sim, seed)
     recipe = resolve(variant)
@@ -121,7 +122,7 @@ def run_one(sim: str, variant: str, seed: int) -> dict:
     model.train(seed=seed, progress=False, **recipe["train"])
     seconds = time.perf_counter() - start
     truth = adata.uns["sams_truth"]
-    scores = ate_calibration(model, model.data.indices("test"), truth=truth, seed=seed)
+    scores = model.ate_calibration("test", truth=truth, seed=seed)
     row = dict(sim=sim, variant=variant, seed=seed, steps=int(model.history["step"].max()),
                iwelbo=float(model.iwelbo(split="test", n_particles=50).mean()),
                effect_norm_ratio=effect_norm_ratio(model, truth), seconds=seconds)
@@ -157,8 +158,8 @@ def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int =
     from samsvae_pyro.data import random_split
     from samsvae_pyro.evaluate.ate import data_ate
     from samsvae_pyro.evaluate.baselines import additive_baseline
-    from samsvae_pyro.evaluate.calibration import ate_calibration, ate_slope
-    from samsvae_pyro.evaluate.metrics import _pearson
+    from samsvae_pyro.evaluate.calibration import ate_slope
+    from samsvae_pyro.evaluate.metrics import pearson as _pearson
 
     adata = ad.read_h5ad(NORMAN)
     adata.obs["split"] = random_split(adata.n_obs, fractions=(0.64, 0.16, 0.2), seed=seed)
@@ -175,7 +176,7 @@ def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int =
     model.train(seed=seed, progress=False, **train)
     seconds = time.perf_counter() - start
     data = model.data
-    scores = ate_calibration(model, data.indices("test"), min_cells=min_cells, seed=seed)
+    scores = model.ate_calibration("test", min_cells=min_cells, seed=seed)
     held_out, predicted = scores["held_out"], scores["predictive_ate"]
     conditions = [c for c in held_out.obs_names if split == "random" or c in NORMAN_PAIRS]
     reference = np.asarray(held_out[conditions].X)

@@ -18,8 +18,8 @@ the slope of the posterior-mean ATE against the reference: a slope below 1 is sh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,11 @@ from torch import Tensor
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.evaluate.ate import ate_anndata, ate_transform, data_ate
-from samsvae_pyro.evaluate.metrics import _pearson
+from samsvae_pyro.evaluate.metrics import pearson
 from samsvae_pyro.evaluate.predictive import _chunks, _take, model_ate_draws, sample_globals, sample_x
+
+if TYPE_CHECKING:
+    from samsvae_pyro.data import PerturbationData
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 MIN_ABS_EFFECT = 0.5  # entries with |reference ATE| above this enter the slope
@@ -161,13 +164,13 @@ def calibration_summary(draws: np.ndarray, reference: np.ndarray, *, levels: Seq
         coverage[float(level)] = float(np.nanmean(inside))
         width[float(level)] = float((upper - lower)[finite].mean())
         per_condition[f"coverage_{int(round(level * 100))}"] = np.nanmean(inside, axis=1)
-    per_condition["pearson"] = [_pearson(m[f], r[f]) for m, r, f in zip(mean, reference, finite)]
+    per_condition["pearson"] = [pearson(m[f], r[f]) for m, r, f in zip(mean, reference, finite)]
     per_condition["slope"] = [ate_slope(m, r, min_abs=min_abs) for m, r in zip(mean, reference)]
     index = pd.Index(conditions if conditions is not None else range(len(reference)), name="condition")
     return {
         "coverage": coverage,
         "mean_width": width,
-        "pearson": _pearson(mean[finite], reference[finite]),
+        "pearson": pearson(mean[finite], reference[finite]),
         "slope": ate_slope(mean, reference, min_abs=min_abs),
         "calibration_slope": ate_slope(reference, mean, min_abs=min_abs),
         "n_entries": int(finite.sum()),
@@ -176,17 +179,23 @@ def calibration_summary(draws: np.ndarray, reference: np.ndarray, *, levels: Seq
     }
 
 
-def ate_calibration(fitted: Any, cells: np.ndarray, *, truth: dict | None = None, levels: Sequence[float] = LEVELS,
+def ate_calibration(model: Callable, guide: Callable, data: PerturbationData, batch: Batch, cells: np.ndarray, *,
+                    truth: Mapping[str, Any] | None = None, levels: Sequence[float] = LEVELS,
                     method: str = "perturbseq", n_global_draws: int = 100, samples_per_draw: int = 500,
-                    n_predictive_draws: int = 200, min_abs: float = MIN_ABS_EFFECT, min_cells: int = 1,
-                    seed: int = 0) -> dict[str, Any]:
+                    n_predictive_draws: int = 200, min_abs: float = MIN_ABS_EFFECT,
+                    min_cells: int = 1) -> dict[str, Any]:
     """Both calibration checks of a trained model: (b) against held-out cells, (a) against a true ATE.
+
+    Sampling uses the global random stream; seed it around the call for reproducible numbers.
 
     Parameters
     ----------
-    fitted
-        A trained model object with ``model``, ``guide``, ``data`` (PerturbationData), ``device`` and
-        ``example_batch`` (e.g. :class:`samsvae_pyro.SAMSVAE`).
+    model, guide
+        The trained Pyro model and guide.
+    data
+        The perturbation dataset the cells come from.
+    batch
+        Any batch of ``data`` on the model's device (the guide's global sites do not depend on it).
     cells
         Row positions of the held-out cells whose data ATE is checked (they must include control cells),
         e.g. the test split.
@@ -205,8 +214,6 @@ def ate_calibration(fitted: Any, cells: np.ndarray, *, truth: dict | None = None
         |reference| threshold of the slope.
     min_cells
         Conditions with fewer held-out cells are left out of (b).
-    seed
-        Seed of the sampling (the global random stream is left untouched).
 
     Returns
     -------
@@ -215,7 +222,6 @@ def ate_calibration(fitted: Any, cells: np.ndarray, *, truth: dict | None = None
     (AnnData: the posterior-predictive mean of that data ATE, layers "lower"/"upper" its 90% interval) and,
     with ``truth``, "population" (against the true ATE).
     """
-    data = fitted.data
     held_out = data_ate(data, method=method, cells=cells)
     held_out = held_out[np.asarray(held_out.obs["n_cells"]) >= min_cells]
     if held_out.n_obs == 0:
@@ -226,29 +232,24 @@ def ate_calibration(fitted: Any, cells: np.ndarray, *, truth: dict | None = None
     control = data.vocabulary.control_label
     keep = np.isin(labels, conditions) | (labels == control)
     rows, labels = rows[keep], labels[keep]
-    groups = pd.Index(conditions + [control]).get_indexer(labels)
-    device = fitted.device
+    device = batch["D"].device
+    groups = torch.as_tensor(pd.Index(conditions + [control]).get_indexer(labels), device=device)
     D = torch.as_tensor(data.dosages[rows].toarray(), dtype=torch.float32, device=device)
     library = torch.as_tensor(np.asarray(data.library_size)[rows], dtype=torch.float32, device=device)
-    batch = fitted.example_batch(1)
-    out: dict[str, Any] = {}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        predictive = predictive_ate_draws(fitted.model, fitted.guide, batch, D, library,
-                                          torch.as_tensor(groups, device=device), len(conditions) + 1,
-                                          n_draws=n_predictive_draws, method=method).cpu().numpy()
-        out["predictive"] = calibration_summary(predictive, np.asarray(held_out.X), levels=levels, min_abs=min_abs,
-                                                conditions=conditions)
-        out["predictive"]["per_condition"]["n_cells"] = np.asarray(held_out.obs["n_cells"])
-        lower, upper = interval_bounds(predictive, 0.9)
-        out["held_out"] = held_out
-        out["predictive_ate"] = ate_anndata(predictive.mean(0), conditions, data.var_names,
-                                            layers={"lower": lower, "upper": upper}, obs=held_out.obs)
-        if truth is not None:
-            true_conditions = [str(c) for c in truth["true_ate_conditions"]]
-            D_true = torch.as_tensor(data.condition_dosages(true_conditions), dtype=torch.float32, device=device)
-            population = model_ate_draws(fitted.model, fitted.guide, batch, D_true, n_global_draws=n_global_draws,
-                                         samples_per_draw=samples_per_draw, method=method).cpu().numpy()
-            out["population"] = calibration_summary(population, np.asarray(truth["true_ate"]), levels=levels,
-                                                    min_abs=min_abs, conditions=true_conditions)
+    predictive = predictive_ate_draws(model, guide, batch, D, library, groups, len(conditions) + 1,
+                                      n_draws=n_predictive_draws, method=method).cpu().numpy()
+    out: dict[str, Any] = {"predictive": calibration_summary(predictive, np.asarray(held_out.X), levels=levels,
+                                                             min_abs=min_abs, conditions=conditions)}
+    out["predictive"]["per_condition"]["n_cells"] = np.asarray(held_out.obs["n_cells"])
+    lower, upper = interval_bounds(predictive, 0.9)
+    out["held_out"] = held_out
+    out["predictive_ate"] = ate_anndata(predictive.mean(0), conditions, data.var_names,
+                                        layers={"lower": lower, "upper": upper}, obs=held_out.obs)
+    if truth is not None:
+        true_conditions = [str(c) for c in truth["true_ate_conditions"]]
+        D_true = torch.as_tensor(data.condition_dosages(true_conditions), dtype=torch.float32, device=device)
+        population = model_ate_draws(model, guide, batch, D_true, n_global_draws=n_global_draws,
+                                     samples_per_draw=samples_per_draw, method=method).cpu().numpy()
+        out["population"] = calibration_summary(population, np.asarray(truth["true_ate"]), levels=levels,
+                                                min_abs=min_abs, conditions=true_conditions)
     return out

@@ -182,7 +182,7 @@ def plot_calibration(coverage: Mapping[str, Mapping[float, float]], path: str | 
     axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage", ylabel="observed coverage",
              title="ATE interval calibration")
     axes.legend(fontsize=7, loc="upper left")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _cluster_order(values: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Statistical acceptance at CI size (issues 3, 4 and 7), with fixed seeds and thresholds below the measurements.
 
-Data: the demo's count simulation (``cli.demo_data(seed=0)``): K = 8, 12 perturbations, 6 pairs of which
+Data: the demo's count simulation (``runs.demo_data(seed=0)``): K = 8, 12 perturbations, 6 pairs of which
 2 are only in the test split, 60 genes, 200 cells per condition plus controls, with the true mask and a
 Monte-Carlo true ATE. Model: the demo's recipe (correlated guide with the offset-subtracting encoder,
 lr 3e-3, 5 particles, 1,500 steps). Measured at seed 0 with one thread: ATE Pearson vs the data ATE of

@@ -79,8 +79,7 @@ def test_predictive_replicates_differ_from_the_population_ate_by_finite_sample_n
 
 def test_ate_calibration_reports_both_checks(fitted):
     model, truth = fitted
-    out = ate_calibration(model, model.data.indices("test"), truth=truth, n_global_draws=10, samples_per_draw=20,
-                          n_predictive_draws=20)
+    out = model.ate_calibration("test", truth=truth, n_global_draws=10, samples_per_draw=20, n_predictive_draws=20)
     predictive, population = out["predictive"], out["population"]
     assert set(predictive["coverage"]) == set(population["coverage"]) == {0.5, 0.8, 0.9, 0.95}
     assert list(population["per_condition"].index) == list(truth["true_ate_conditions"])
@@ -88,7 +87,8 @@ def test_ate_calibration_reports_both_checks(fitted):
     coverage = [predictive["coverage"][level] for level in (0.5, 0.8, 0.9, 0.95)]
     assert coverage == sorted(coverage)  # wider intervals cover at least as much
     with pytest.raises(ValueError, match="min_cells"):
-        ate_calibration(model, model.data.indices("test"), min_cells=10_000)
+        ate_calibration(model.model, model.guide, model.data, model.example_batch(1), model.data.indices("test"),
+                        min_cells=10_000)
 
 
 def test_calibration_plot_is_written(tmp_path):

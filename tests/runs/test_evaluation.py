@@ -131,3 +131,17 @@ def test_report_on_continuous_data_uses_the_mean_ate(tmp_path):
     assert metrics["settings"]["ate_method"] == "mean"
     assert "f1" in metrics["truth"]["mask_recovery"] and "no true ATE" in metrics["truth"]["coverage"]["skipped"]
     assert np.isfinite(metrics["ate"]["model"]["all"]["pearson"])
+
+
+def test_report_calibration_section(report):
+    out, metrics, _ = report
+    calibration = metrics["calibration"]
+    assert calibration["split"] == "test"
+    for kind in ("predictive", "population"):  # held-out cells' data ATE (b); the true ATE (a)
+        coverage = calibration[kind]["coverage"]
+        assert sorted(float(level) for level in coverage) == [0.5, 0.8, 0.9, 0.95]
+        assert all(0 <= value <= 1 for value in coverage.values())
+        assert {"pearson", "slope", "calibration_slope"} <= set(calibration[kind])
+    table = pd.read_csv(out / calibration["file"], index_col=0)
+    assert len(table) == calibration["predictive"]["n_conditions"] and "coverage_90" in table
+    assert (out / calibration["plot"]).read_bytes().startswith(b"\x89PNG")
