@@ -64,6 +64,8 @@ VARIANTS: dict[str, dict] = {
     # under-training of E alone: q(M) and q(E) learn faster than the networks (which overfit past ~1,250 steps)
     "lr_globals_1e-2": dict(train=dict(lr_globals=1e-2)),
     "lr_globals_3e-2": dict(train=dict(lr_globals=3e-2)),
+    # over-confidence once shrinkage is reduced: a low-rank Gaussian q(E) with the faster global learning rate
+    "lowrank_E_lr_globals_1e-2": dict(guide=_composed("AutoLowRankMultivariateNormal"), train=dict(lr_globals=1e-2)),
     # over-confident q(E): mean-field independent Normals; a low-rank Gaussian over E (Pyro autoguide)
     "mean_field": dict(guide="mean_field"),
     "lowrank_E": dict(guide=_composed("AutoLowRankMultivariateNormal")),
