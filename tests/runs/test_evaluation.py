@@ -208,3 +208,10 @@ def test_interpretation_summary_counts_in_words():
     lines = interpretation_summary({"files": [], "n_clusters_found": 1, "n_perturbations": 5,
                                     "grouping": {"skipped": "no groups"}}, Path("out"))
     assert "1 cluster of 5 perturbations" in lines[0]
+
+
+def test_report_markdown_has_the_calibration_table(report):
+    out, metrics, _ = report
+    text = (out / "metrics.md").read_text().split("## Calibration of the ATE intervals")[1]
+    assert "| (b) posterior-predictive intervals vs the test cells' data ATE |" in text
+    assert "| (a) population intervals vs the true ATE |" in text and "calibration slope" in text
