@@ -7,7 +7,7 @@ the user's backend: nothing stays open after a call, and the functions work head
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +230,39 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
     axes.plot(validation["step"], validation["val_loss"], marker="o", markersize=3, label="validation")
     axes.set(xlabel="step", ylabel="loss", title="training curves")
     axes.legend()
+    return save_figure(figure, path)
+
+
+def plot_calibration(coverage: Mapping[str, Mapping[float, float]], path: str | os.PathLike, *,
+                     slopes: Mapping[str, float] | None = None) -> Path:
+    """Calibration plot: observed coverage of credible intervals against their nominal level.
+
+    Parameters
+    ----------
+    coverage
+        One curve per interval kind, e.g. {"(b) predictive vs held-out cells": {0.5: 0.47, 0.9: 0.86, ...}}
+        as in :func:`samsvae_pyro.evaluate.calibration.calibration_summary`'s "coverage".
+    path
+        Output PNG file.
+    slopes
+        Optional slope of the posterior-mean ATE against each curve's reference, shown in the legend.
+
+    Returns
+    -------
+    The written path.
+    """
+    if not coverage:
+        raise ValueError("coverage is empty; pass at least one {level: observed coverage} curve.")
+    figure = Figure(figsize=(4.8, 4.4), layout="constrained")
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--", label="ideal")
+    for name, curve in coverage.items():
+        points = sorted((float(level), value) for level, value in curve.items())  # JSON keys may be strings
+        label = name if not slopes or name not in slopes else f"{name} (slope {slopes[name]:.2f})"
+        axes.plot(*zip(*points), marker="o", label=label)
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage", ylabel="observed coverage",
+             title="ATE interval calibration")
+    axes.legend(fontsize=7, loc="upper left")
     return save_figure(figure, path)
 
 

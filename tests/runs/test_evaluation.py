@@ -135,6 +135,20 @@ def test_report_on_continuous_data_uses_the_mean_ate(tmp_path):
     assert np.isfinite(metrics["ate"]["model"]["all"]["pearson"])
 
 
+def test_report_calibration_section(report):
+    out, metrics, _ = report
+    calibration = metrics["calibration"]
+    assert calibration["split"] == "test"
+    for kind in ("predictive", "population"):  # held-out cells' data ATE (b); the true ATE (a)
+        coverage = calibration[kind]["coverage"]
+        assert sorted(float(level) for level in coverage) == [0.5, 0.8, 0.9, 0.95]
+        assert all(0 <= value <= 1 for value in coverage.values())
+        assert {"pearson", "slope", "calibration_slope"} <= set(calibration[kind])
+    table = pd.read_csv(out / calibration["file"], index_col=0)
+    assert len(table) == calibration["predictive"]["n_conditions"] and "coverage_90" in table
+    assert (out / calibration["plot"]).read_bytes().startswith(b"\x89PNG")
+
+
 # ---------------------------------------------------------------- issue 17: a report a biologist can read
 
 
@@ -194,3 +208,10 @@ def test_interpretation_summary_counts_in_words():
     lines = interpretation_summary({"files": [], "n_clusters_found": 1, "n_perturbations": 5,
                                     "grouping": {"skipped": "no groups"}}, Path("out"))
     assert "1 cluster of 5 perturbations" in lines[0]
+
+
+def test_report_markdown_has_the_calibration_table(report):
+    out, metrics, _ = report
+    text = (out / "metrics.md").read_text().split("## Calibration of the ATE intervals")[1]
+    assert "| (b) posterior-predictive intervals vs the test cells' data ATE |" in text
+    assert "| (a) population intervals vs the true ATE |" in text and "calibration slope" in text
