@@ -160,7 +160,7 @@ def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int =
     from samsvae_pyro.data import random_split
     from samsvae_pyro.evaluate.ate import data_ate
     from samsvae_pyro.evaluate.baselines import additive_baseline
-    from samsvae_pyro.evaluate.calibration import ate_slope
+    from samsvae_pyro.evaluate.metrics import ate_slope
     from samsvae_pyro.evaluate.metrics import pearson as _pearson
 
     adata = ad.read_h5ad(NORMAN)

@@ -28,14 +28,13 @@ from torch import Tensor
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.evaluate.ate import ate_anndata, ate_transform, data_ate
-from samsvae_pyro.evaluate.metrics import pearson
+from samsvae_pyro.evaluate.metrics import MIN_ABS_EFFECT, ate_slope, pearson
 from samsvae_pyro.evaluate.predictive import _chunks, _take, model_ate_draws, sample_globals, sample_x
 
 if TYPE_CHECKING:
     from samsvae_pyro.data import PerturbationData
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
-MIN_ABS_EFFECT = 0.5  # entries with |reference ATE| above this enter the slope
 
 
 @torch.no_grad()
@@ -99,25 +98,6 @@ def interval_bounds(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.nda
         raise ValueError(f"level must lie in (0, 1), got {level}.")
     lower, upper = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return lower, upper
-
-
-def ate_slope(predicted: np.ndarray, reference: np.ndarray, *, min_abs: float = MIN_ABS_EFFECT) -> float:
-    """Least-squares slope of ``predicted`` on ``reference`` over entries with |reference| > ``min_abs``.
-
-    1 means effects at their true size; below 1, shrinkage toward zero. NaN with fewer than 3 such entries.
-
-    Examples
-    --------
-    >>> ate_slope(np.array([0.0, 1.0, -2.0, 3.0]), np.array([0.1, 2.0, -4.0, 6.0]))
-    0.5
-    """
-    predicted, reference = np.asarray(predicted, float).ravel(), np.asarray(reference, float).ravel()
-    keep = np.isfinite(predicted) & np.isfinite(reference) & (np.abs(reference) > min_abs)
-    if keep.sum() < 3:
-        return float("nan")
-    x, y = reference[keep], predicted[keep]
-    x_centred = x - x.mean()
-    return float((x_centred * (y - y.mean())).sum() / (x_centred**2).sum())
 
 
 def calibration_summary(draws: np.ndarray, reference: np.ndarray, *, levels: Sequence[float] = LEVELS,

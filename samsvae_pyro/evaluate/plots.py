@@ -15,7 +15,7 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.figure import Figure
 
-from samsvae_pyro.evaluate.metrics import aligned_ate, pearson
+from samsvae_pyro.evaluate.metrics import aligned_ate, ate_slope, pearson
 from samsvae_pyro.files import atomic_path
 
 _MAX_POINTS = 50_000  # scatter points drawn per panel; correlations always use every entry
@@ -32,8 +32,10 @@ def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, 
 
     The entries of the ``highlight`` conditions (default: those without training cells, where
     ``truth.obs["in_train"]`` is False, e.g. held-out combinations) are drawn on top in another colour.
-    Each panel's title gives Pearson r and the calibration slope (least-squares slope of predicted on
-    observed: 1 when effect sizes are right, below 1 when the model shrinks them).
+    Each panel's title gives Pearson r and the slope (least-squares slope of predicted on observed over
+    entries with |observed| > 0.5,
+    ``metrics.MIN_ABS_EFFECT``: 1 when effect sizes are right, below 1 when the model
+    shrinks them; :func:`~samsvae_pyro.evaluate.metrics.ate_slope`).
 
     Parameters
     ----------
@@ -82,7 +84,7 @@ def _ate_scatter_figure(pred: AnnData, truth: AnnData, *, top_k: int, highlight:
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
         axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--", label="y = x")
         axes.set(xlabel=f"observed ATE ({unit})", ylabel=f"predicted ATE ({unit})",
-                 title=f"{title}: r = {pearson(y, x):.3f}, slope = {_slope(y, x):.2f}")
+                 title=f"{title}: r = {pearson(y, x):.3f}, slope = {ate_slope(y, x):.2f}")
         axes.legend(fontsize=7, loc="upper left")
     skipped = f", {int((~valid).sum())} skipped (NaN)" if (~valid).any() else ""
     figure.suptitle(f"{int(valid.sum())} conditions{skipped}")
@@ -265,12 +267,6 @@ def plot_calibration(coverage: Mapping[str, Mapping[float, float]], path: str | 
     axes.legend(fontsize=7, loc="upper left")
     return save_figure(figure, path)
 
-
-def _slope(predicted: np.ndarray, true: np.ndarray) -> float:
-    """Least-squares slope of predicted on true (calibration of effect sizes); NaN when true is constant."""
-    centred = true - true.mean()
-    denominator = float(centred @ centred)
-    return float(centred @ (predicted - predicted.mean()) / denominator) if denominator > 0 else float("nan")
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:

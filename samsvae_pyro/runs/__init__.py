@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from samsvae_pyro.runs.compare import comparison_table, relative_iwelbo, write_table
     from samsvae_pyro.runs.criticism import check_runs
     from samsvae_pyro.runs.config import apply_overrides, load_config, parse_overrides, resolve_config
-    from samsvae_pyro.runs.criticism import check_runs
     from samsvae_pyro.runs.evaluation import evaluate_run
     from samsvae_pyro.runs.experiment import build_model, load_experiment_run, open_run, prepare_data, read_run_config
     from samsvae_pyro.runs.interpretation import interpret_run

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from samsvae_pyro import SAMSVAE, simulate_counts
+from samsvae_pyro.evaluate.metrics import ate_slope
 from samsvae_pyro.evaluate.calibration import (
     ate_calibration,
-    ate_slope,
     calibration_summary,
     predictive_ate_draws,
 )

@@ -158,7 +158,7 @@ def test_report_reads_for_a_biologist(report, simulation):
     text = (out / "metrics.md").read_text()
     assert "## How to read this report" in text and "log2 fold change of expression" in text
     assert "docs/model.md" in text and "rank" in text.split("## Summary")[0]
-    assert f"Held out of training (1 condition, " in text and held_out in text.split("## How to read")[0]
+    assert "Held out of training (1 condition, " in text and held_out in text.split("## How to read")[0]
     subsets = metrics["ate"]["subsets"]
     assert subsets["unseen"]["conditions"] == [held_out]
     assert subsets["val"]["same_as"] == "train" and subsets["test"]["same_as_all"]  # repeats, not shown again
