@@ -17,7 +17,9 @@ from samsvae_pyro.evaluate.baselines import (
     linear_baseline,
     training_mean_baseline,
 )
-from samsvae_pyro.evaluate.mask_metrics import mask_recovery, mean_correlation_coefficient
+from samsvae_pyro.evaluate.mask_metrics import (
+    effect_residuals, identifiable_latents, mask_recovery, mean_correlation_coefficient,
+)
 from samsvae_pyro.evaluate.metrics import (
     ate_metrics,
     energy_distance,
@@ -43,6 +45,8 @@ __all__ = [
     "energy_distance",
     "interval_coverage",
     "per_condition_metrics",
+    "effect_residuals",
+    "identifiable_latents",
     "mask_recovery",
     "mean_correlation_coefficient",
     # baselines
