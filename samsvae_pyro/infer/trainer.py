@@ -78,6 +78,10 @@ class SVITrainer:
     lr_globals
         Learning rate of the guide's global variational parameters (``guide.global_parameters()``);
         ``None``: ``lr`` for everything.
+    hooks
+        Objects changing the optimisation itself (see :mod:`samsvae_pyro.infer.sparse_mask`): each may
+        define ``before_step(trainer)``, ``penalty(trainer)`` (a scalar tensor or ``None``, added to the
+        minimised loss; the reported loss stays the -ELBO) and ``after_step(trainer)``.
     """
 
     def __init__(
@@ -85,8 +89,9 @@ class SVITrainer:
         lr: float = 3e-4, weight_decay: float = 1e-6, clip_norm: float | None = 100.0,
         weighting: str = "plated", cells_per_perturbation: dict[str, Tensor] | None = None,
         validate_every_step: bool = False, schedules: dict[str, ScheduleSpec] | None = None,
-        lr_globals: float | None = None,
+        lr_globals: float | None = None, hooks: Iterable = (),
     ):
+        self.hooks = list(hooks)
         self.modules = nn.ModuleDict({"model": model, "guide": guide})
         self.schedules = make_schedules(schedules)
         if "mask_temperature" in self.schedules and not hasattr(getattr(guide, "mask", None), "temperature"):
@@ -139,8 +144,12 @@ class SVITrainer:
         if "mask_temperature" in values:
             self.modules["guide"].mask.temperature = values["mask_temperature"]
 
+    def _call_hooks(self, method: str) -> list:
+        return [getattr(hook, method)(self) for hook in self.hooks if hasattr(hook, method)]
+
     def train_step(self, batch: Batch) -> float:
         self._apply_schedules()
+        self._call_hooks("before_step")
         self.optimizer.zero_grad(set_to_none=True)
         try:
             value = self.loss(batch)
@@ -148,12 +157,16 @@ class SVITrainer:
             if "invalid values" not in str(error):
                 raise
             value = math.nan
+        penalties = [p for p in self._call_hooks("penalty") if p is not None]
+        if penalties:
+            sum(penalties).backward()
         norm = (torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
                 if self.clip_norm is not None else torch.zeros(()))
         if not (math.isfinite(value) and torch.isfinite(norm)):
             self._diverged(value)
         self.optimizer.step()
         self.step += 1
+        self._call_hooks("after_step")
         return value
 
     def _diverged(self, value: float) -> None:
