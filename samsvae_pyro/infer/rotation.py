@@ -31,7 +31,7 @@ def sparse_rotation(
 
     Rows are scaled to unit norm first (Kaiser normalisation), so each perturbation counts once.
     ``"l1"``: sum of |a_tk| (smoothed as sqrt(a^2 + 1e-6)); ``"l4"``: minus the sum of a_tk^4
-    (quartimax). R = R_0 exp(S - S^T) with Adam on S, from the identity and ``restarts - 1``
+    (quartimax). R = R_0 exp(S - S^T) with Adam on S (cosine-decayed step size), from the identity and ``restarts - 1``
     random orthogonal R_0 (QR of Gaussians, one ``torch.Generator`` seeded with ``seed``); the
     restart with the lowest objective wins.
 
@@ -60,6 +60,7 @@ def sparse_rotation(
     start = start.to(a.device)
     skew = torch.zeros_like(start, requires_grad=True)
     optimizer = torch.optim.Adam([skew], lr=lr)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)  # settles on the kinks of |x|
 
     def loss(rotation: Tensor, smooth: float) -> Tensor:  # (restarts,)
         rotated = a @ rotation  # (restarts, T, K)
@@ -72,6 +73,7 @@ def sparse_rotation(
             optimizer.zero_grad()
             loss(start @ torch.linalg.matrix_exp(skew - skew.transpose(-1, -2)), 1e-6).sum().backward()
             optimizer.step()
+            decay.step()
     with torch.no_grad():
         rotations = start @ torch.linalg.matrix_exp(skew - skew.transpose(-1, -2))
         best = int(loss(rotations, 0.0).argmin())

@@ -12,7 +12,7 @@ one. Three moves, each a hook of :class:`~samsvae_pyro.infer.SVITrainer` (``hook
   each entry's signal-to-noise ratio.
 * :class:`FreezeMask`: threshold q(m) at 0.5, fix the mask, and refit everything else.
 
-A hook may define ``before_step(trainer)``, ``penalty(trainer) -> Tensor | None`` (added to the loss
+A hook may define ``configure_optimizer(trainer)`` (once, at construction), ``before_step(trainer)``, ``penalty(trainer) -> Tensor | None`` (added to the loss
 being minimised) and ``after_step(trainer)``. :func:`sparse_mask_hooks` assembles the recipe that
 ``train(inference="sparse")`` runs. Hooks keep their own state (the multiplier) outside checkpoints.
 """
@@ -65,15 +65,28 @@ class SparsityConstraint:
         Mask logits are set to this at step 0 (dense start); ``None`` leaves them.
     until
         Last step with the constraint (e.g. when the mask is frozen); ``None``: to the end.
+    mask_lr
+        Adam step size of the mask logits (their own parameter group); ``None`` keeps the trainer's. Adam moves
+        a parameter by about its step size per step, so at lr 3e-3 a logit needs some 1,700 steps to go from
+        +5 to 0: the bound could not be met in time.
     """
 
     def __init__(self, target: float, anneal: tuple[int, int], *, dual_lr: float = 50.0,
-                 init_logit: float | None = 5.0, until: int | None = None):
+                 init_logit: float | None = 5.0, until: int | None = None, mask_lr: float | None = 3e-2):
         if not 0 < target <= 1:
             raise ValueError(f"target={target!r} must be a fraction of the mask entries in (0, 1].")
         self.target, self.anneal, self.dual_lr, self.init_logit = target, anneal, dual_lr, init_logit
-        self.until = until
+        self.until, self.mask_lr = until, mask_lr
         self.multiplier = 0.0
+
+    def configure_optimizer(self, trainer) -> None:
+        """Give the mask logits their own parameter group with ``mask_lr`` (called once by the trainer)."""
+        if self.mask_lr is None:
+            return
+        logits = _logits(trainer)
+        for group in trainer.optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if p is not logits]
+        trainer.optimizer.add_param_group({"params": [logits], "lr": self.mask_lr})
 
     def bound(self, step: int) -> float:
         """b(step) / (T K)."""
@@ -175,7 +188,8 @@ class FreezeMask:
 
 def sparse_mask_hooks(max_steps: int, target: float, *, teleport: tuple[float, ...] = (0.15, 0.25),
                       anneal: tuple[float, float] = (0.25, 0.6), freeze: float | None = 0.8,
-                      reset: str = "keep", dual_lr: float = 50.0, seed: int = 0) -> list:
+                      reset: str = "keep", dual_lr: float = 50.0, mask_lr: float | None = 3e-2,
+                      seed: int = 0) -> list:
     """The ``inference="sparse"`` recipe, with every phase a fraction of ``max_steps``.
 
     Dense start (mask logits +5), sparsest-rotation teleports while the mask is dense (``teleport``),
@@ -185,7 +199,7 @@ def sparse_mask_hooks(max_steps: int, target: float, *, teleport: tuple[float, .
     steps = [max(1, int(f * max_steps)) for f in teleport]
     freeze_step = None if freeze is None else max(1, int(freeze * max_steps))
     hooks: list = [SparsityConstraint(target, (int(anneal[0] * max_steps), int(anneal[1] * max_steps)),
-                                      dual_lr=dual_lr, until=freeze_step)]
+                                      dual_lr=dual_lr, until=freeze_step, mask_lr=mask_lr)]
     if steps:
         hooks.append(Teleport(steps, reset=reset, target=target, seed=seed))
     if freeze_step is not None:
@@ -209,7 +223,7 @@ def inference_hooks(inference: str | dict | None, model, guide, *, max_steps: in
     if not (hasattr(guide, "E_loc") or hasattr(guide, "embedding_net")):
         raise ValueError("inference='sparse' supports the built-in 'mean_field' and 'correlated' guides, got "
                          f"{type(guide).__name__}; use inference=None with a custom guide.")
-    unknown = set(options) - {"target", "teleport", "anneal", "freeze", "reset", "dual_lr"}
+    unknown = set(options) - {"target", "teleport", "anneal", "freeze", "reset", "dual_lr", "mask_lr"}
     if unknown:
         raise ValueError(f"Unknown sparse-mask options {sorted(unknown)}; see sparse_mask_hooks.")
     options = {"target": float(model.mask_prior_prob), "seed": seed, **options}

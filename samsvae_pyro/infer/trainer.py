@@ -80,7 +80,7 @@ class SVITrainer:
         ``None``: ``lr`` for everything.
     hooks
         Objects changing the optimisation itself (see :mod:`samsvae_pyro.infer.sparse_mask`): each may
-        define ``before_step(trainer)``, ``penalty(trainer)`` (a scalar tensor or ``None``, added to the
+        define ``configure_optimizer(trainer)`` (once, here), ``before_step(trainer)``, ``penalty(trainer)`` (a scalar tensor or ``None``, added to the
         minimised loss; the reported loss stays the -ELBO) and ``after_step(trainer)``.
     """
 
@@ -103,6 +103,7 @@ class SVITrainer:
         self.clip_norm = clip_norm
         self.validate_every_step, self._validated = validate_every_step, False
         self.optimizer = _adam(_param_groups(self.modules, guide, lr_globals), lr=lr, weight_decay=weight_decay)
+        self._call_hooks("configure_optimizer")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val, self.best_step, self.best_state = math.inf, 0, None
         self.history: list[dict] = []
