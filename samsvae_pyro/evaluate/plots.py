@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from matplotlib.figure import Figure
-from scipy.cluster.hierarchy import leaves_list, linkage
 
 from samsvae_pyro.evaluate.metrics import _pearson, _prepare
 
@@ -88,7 +87,7 @@ def plot_metric_distribution(per_condition: pd.DataFrame, path: str | os.PathLik
 
 
 def plot_mask_heatmap(mask_prob: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Heatmap of q(m = 1), perturbations x latent dims, both ordered by hierarchical clustering.
+    """Heatmap of q(m = 1), perturbations x latent dims, ordered to show blocks (see :func:`_block_order`).
 
     Parameters
     ----------
@@ -108,7 +107,7 @@ def plot_mask_heatmap(mask_prob: pd.DataFrame, path: str | os.PathLike) -> Path:
     values = mask_prob.to_numpy(dtype=float)
     if values.size == 0 or not np.isfinite(values).all():
         raise ValueError(f"mask_prob must be a non-empty table of finite probabilities; got {values.shape}.")
-    rows, columns = _cluster_order(values), _cluster_order(values.T)
+    rows, columns = _block_order(values)
     size = (min(2 + 0.12 * values.shape[1], 16), min(2 + 0.12 * values.shape[0], 24))
     figure = Figure(figsize=size, layout="constrained")
     axes = figure.subplots()
@@ -150,11 +149,17 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
     return _save(figure, path)
 
 
-def _cluster_order(values: np.ndarray) -> np.ndarray:
-    """Row order of average-linkage hierarchical clustering (Euclidean); identity for one row."""
-    if len(values) < 2:
-        return np.arange(len(values))
-    return leaves_list(linkage(values, method="average"))
+def _block_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of a (T, K) probability table ordered as a staircase of blocks.
+
+    Latent dimensions by decreasing number of entries above 0.5; perturbations by their on/off pattern over
+    that order (those acting on the first dimension first, ...), ties by decreasing total probability. A
+    mask whose perturbations share latent dimensions then shows one block per dimension.
+    """
+    on = values > 0.5
+    columns = np.argsort(-on.sum(axis=0), kind="stable")
+    keys = [-values.sum(axis=1)] + [~on[:, k] for k in columns[::-1]]  # lexsort: last key is primary
+    return np.lexsort(keys), columns
 
 
 def _save(figure: Figure, path: str | os.PathLike) -> Path:

@@ -54,3 +54,15 @@ def test_training_curves(tmp_path):
     assert_png(plot_training_curves(history, tmp_path / "curves.png"))
     with pytest.raises(ValueError, match="val_loss"):
         plot_training_curves(history.drop(columns="val_loss"), tmp_path / "bad.png")
+
+
+def test_mask_heatmap_order_puts_each_latent_block_together():
+    from samsvae_pyro.evaluate.plots import _block_order
+
+    blocks = np.kron(np.eye(3), np.ones((4, 1)))  # 12 perturbations, 4 on each of 3 latents
+    rng = np.random.default_rng(0)
+    rows, columns = rng.permutation(12), rng.permutation(3)
+    shuffled = blocks[np.ix_(rows, columns)]
+    order_rows, order_columns = _block_order(shuffled)
+    ordered = shuffled[np.ix_(order_rows, order_columns)]
+    np.testing.assert_array_equal(ordered, blocks)  # a staircase of contiguous blocks again
