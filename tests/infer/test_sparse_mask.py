@@ -49,16 +49,22 @@ def _log_terms(model, guide, batch, values=None):
     return float(model_trace.log_prob_sum().detach()), float(guide_trace.log_prob_sum().detach()), latents
 
 
+def _before_and_after_rotation(model, guide, seed: int):
+    """The batch, and (log p, log q, latents) at the guide's draws before and at the rotated draws after."""
+    batch = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in make_batch().items()}
+    before = _log_terms(model, guide, batch)
+    latents = before[2]
+    rotation = torch.linalg.qr(torch.randn(K, K, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))[0]
+    rotate_latent_space(model, guide, rotation)
+    rotated = {E: latents[E] @ rotation, Z_BASAL: latents[Z_BASAL] @ rotation, MASK: latents[MASK]}
+    return batch, before, _log_terms(model, guide, batch, rotated)
+
+
 @pytest.mark.parametrize("guide_class", [MeanFieldGuide, CorrelatedGuide])
 @pytest.mark.parametrize("subtract_offset", [True, False])
 def test_exact_rotation_leaves_the_elbo_of_fixed_draws_unchanged(guide_class, subtract_offset):
-    batch = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in make_batch().items()}
     model, guide = _pair(guide_class, subtract_offset, isotropic=True)
-    log_p, log_q, latents = _log_terms(model, guide, batch)
-    rotation = torch.linalg.qr(torch.randn(K, K, generator=torch.Generator().manual_seed(3), dtype=torch.float64))[0]
-    rotate_latent_space(model, guide, rotation)
-    rotated = {E: latents[E] @ rotation, Z_BASAL: latents[Z_BASAL] @ rotation, MASK: latents[MASK]}
-    after_p, after_q, _ = _log_terms(model, guide, batch, rotated)
+    batch, (log_p, log_q, latents), (after_p, after_q, _) = _before_and_after_rotation(model, guide, seed=3)
     assert after_p == pytest.approx(log_p, rel=1e-10, abs=1e-8)
     assert after_q == pytest.approx(log_q, rel=1e-10, abs=1e-8)
     assert after_p - after_q == pytest.approx(log_p - log_q, rel=1e-10, abs=1e-8)
@@ -67,13 +73,9 @@ def test_exact_rotation_leaves_the_elbo_of_fixed_draws_unchanged(guide_class, su
 
 
 def test_model_terms_are_exact_for_any_variances():
-    batch = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in make_batch().items()}
     model, guide = _pair(MeanFieldGuide, True, isotropic=False)
-    log_p, _, latents = _log_terms(model, guide, batch)
-    rotation = torch.linalg.qr(torch.randn(K, K, generator=torch.Generator().manual_seed(4), dtype=torch.float64))[0]
-    rotate_latent_space(model, guide, rotation)
-    rotated = {E: latents[E] @ rotation, Z_BASAL: latents[Z_BASAL] @ rotation, MASK: latents[MASK]}
-    assert _log_terms(model, guide, batch, rotated)[0] == pytest.approx(log_p, rel=1e-10)
+    _, before, after = _before_and_after_rotation(model, guide, seed=4)
+    assert after[0] == pytest.approx(before[0], rel=1e-10)
 
 
 def test_sparse_rotation_undoes_a_rotation_of_sparse_effects():
