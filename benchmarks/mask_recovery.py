@@ -84,6 +84,8 @@ VARIANTS: dict[str, dict] = {
     "teleport_snr": dict(train=dict(lr=3e-3, inference=dict(reset="snr"))),
     "mf_sparse_no_freeze": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(freeze=None))),
     "sparse_no_freeze": dict(train=dict(lr=3e-3, inference=dict(freeze=None))),
+    "sparse_freeze": dict(train=dict(lr=3e-3, inference=dict(freeze=0.8))),
+    "mf_sparse_freeze": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(freeze=0.8))),
     "sparse_so": dict(guide_kwargs=dict(subtract_offset=True), train=dict(lr=3e-3, inference="sparse")),
     "mf_sparse_so": dict(guide="mean_field", guide_kwargs=dict(subtract_offset=True),
                          train=dict(lr=3e-3, inference="sparse")),

@@ -132,7 +132,7 @@ def test_inference_option_is_checked_before_training_and_freezes_a_hard_mask(reg
         cpa.train(max_steps=2, progress=False, inference="sparse")
     assert model.trainer is None or model.trainer.step == 0
     model.train(max_steps=20, batch_size=64, lr=1e-2, val_every=5, progress=False,
-                inference={"teleport": (0.3,), "anneal": (0.3, 0.6), "freeze": 0.7})
+                inference={"teleport": (0.3,), "anneal": (0.3, 0.6), "freeze": 0.7})  # freezing is opt-in
     q = model.mask_probabilities().to_numpy()
     assert np.minimum(q, 1 - q).max() < 1e-4  # frozen: every entry surely on or surely off
     assert model.trainer.best_step > 14  # the checkpoint kept is one after the freeze
