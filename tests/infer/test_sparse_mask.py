@@ -27,7 +27,8 @@ def _pair(guide_class, subtract_offset: bool, isotropic: bool):
             if p.ndim == 2 and p is not guide.mask.logits:
                 p.add_(0.3 * torch.randn_like(p))
         if isotropic:
-            heads = [guide.encoder.net.output] + ([guide.embedding_net.output] if hasattr(guide, "embedding_net") else [])
+            heads = [guide.encoder.net.output]
+            heads += [guide.embedding_net.output] if hasattr(guide, "embedding_net") else []
             for head in heads:
                 head.weight[K:].zero_()
                 head.bias[K:].fill_(-1.0)
@@ -136,3 +137,12 @@ def test_inference_option_is_checked_before_training_and_freezes_a_hard_mask(reg
     q = model.mask_probabilities().to_numpy()
     assert np.minimum(q, 1 - q).max() < 1e-4  # frozen: every entry surely on or surely off
     assert model.trainer.best_step > 14  # the checkpoint kept is one after the freeze
+
+
+@pytest.mark.parametrize("name", ["rotation", "sparse_mask"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"samsvae_pyro.infer.{name}"))
+    assert result.attempted > 0 and result.failed == 0
