@@ -141,8 +141,8 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
     from samsvae_pyro import SAMSVAE
     from samsvae_pyro.evaluate import effect_residuals, identifiable_latents, mask_recovery
     from samsvae_pyro.evaluate.ate import data_ate
-    from samsvae_pyro.evaluate.metrics import _pearson
-    from samsvae_pyro.interpret.effects import posterior_effects
+    from samsvae_pyro.evaluate.effects import posterior_effects
+    from samsvae_pyro.evaluate.metrics import pearson
 
     adata, control = simulate(sim, seed)
     size, recipe = SIMULATIONS[sim], resolve(variant, steps)
@@ -177,7 +177,7 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
                 identifiable=float(identifiable_latents(true_mask).mean()), procrustes=residuals["procrustes"],
                 linear=residuals["linear"],
                 iwelbo=float(model.iwelbo(split="test", n_particles=iwelbo_particles).mean()),
-                ate_pearson=_pearson(np.asarray(ate.X), reference), seconds=seconds)
+                ate_pearson=pearson(np.asarray(ate.X), reference), seconds=seconds)
 
 
 def varimax(loadings: torch.Tensor, iterations: int = 200, tol: float = 1e-7) -> torch.Tensor:

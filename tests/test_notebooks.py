@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.experiments.conftest import PAIRS, SINGLES
+from tests.runs.conftest import PAIRS, SINGLES
 from tests.schema_files import write_norman_file, write_replogle_file
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))

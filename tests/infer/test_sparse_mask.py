@@ -137,12 +137,3 @@ def test_inference_option_is_checked_before_training_and_freezes_a_hard_mask(reg
     q = model.mask_probabilities().to_numpy()
     assert np.minimum(q, 1 - q).max() < 1e-4  # frozen: every entry surely on or surely off
     assert model.trainer.best_step > 14  # the checkpoint kept is one after the freeze
-
-
-@pytest.mark.parametrize("name", ["rotation", "sparse_mask"])
-def test_docstring_examples(name):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"samsvae_pyro.infer.{name}"))
-    assert result.attempted > 0 and result.failed == 0
