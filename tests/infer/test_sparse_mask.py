@@ -137,3 +137,13 @@ def test_inference_option_is_checked_before_training_and_freezes_a_hard_mask(reg
     q = model.mask_probabilities().to_numpy()
     assert np.minimum(q, 1 - q).max() < 1e-4  # frozen: every entry surely on or surely off
     assert model.trainer.best_step > 14  # the checkpoint kept is one after the freeze
+
+
+def test_a_config_or_the_command_line_reaches_the_option():
+    from samsvae_pyro.runs.config import parse_overrides, resolve_config
+
+    config = {"data": {"source": "simulate_counts", "setup": {"perturbation_key": "perturbation"}}}
+    overrides = parse_overrides(["train.inference=sparse"])  # samsvae train --config FILE --set train.inference=sparse
+    assert resolve_config(config, overrides)["train"]["inference"] == "sparse"
+    assert resolve_config(config, parse_overrides(["train.inference={target: 0.2}"]))["train"]["inference"] == {
+        "target": 0.2}
