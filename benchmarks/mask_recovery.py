@@ -139,7 +139,6 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
     from samsvae_pyro import SAMSVAE
     from samsvae_pyro.evaluate import effect_residuals, identifiable_latents, mask_recovery
     from samsvae_pyro.evaluate.ate import data_ate
-    from samsvae_pyro.evaluate.effects import posterior_effects
     from samsvae_pyro.evaluate.metrics import pearson
 
     adata, control = simulate(sim, seed)
@@ -162,7 +161,7 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
     q = model.mask_probabilities()
     true_mask = pd.DataFrame(np.asarray(truth["mask"]), index=list(truth["perturbations"]))
     scores = mask_recovery(true_mask, q)
-    effects, _ = posterior_effects(model)
+    effects, _ = model.posterior_effects()
     residuals = effect_residuals(effects.loc[true_mask.index], true_mask * np.asarray(truth["embedding"]))
     if "true_ate" in truth:
         conditions, reference = list(truth["true_ate_conditions"]), np.asarray(truth["true_ate"])
