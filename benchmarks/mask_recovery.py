@@ -83,6 +83,12 @@ VARIANTS: dict[str, dict] = {
     "sparse": dict(train=dict(lr=3e-3, inference="sparse")),
     "mf_sparse": dict(guide="mean_field", train=dict(lr=3e-3, inference="sparse")),
     "sparse_so": dict(guide_kwargs=dict(subtract_offset=True), train=dict(lr=3e-3, inference="sparse")),
+    # the mean-field guide with a sharper relaxation late, or faster q(E) (compensating switched-off entries)
+    "mf_sparse_temperature": dict(guide="mean_field", train=dict(lr=3e-3, inference="sparse",
+                                                                 schedules={"mask_temperature": (1.0, 0.3, "half")})),
+    "mf_sparse_lr_globals": dict(guide="mean_field", train=dict(lr=3e-3, inference="sparse", lr_globals=1e-2)),
+    "mf_sparse_lr_globals_temperature": dict(guide="mean_field", train=dict(
+        lr=3e-3, inference="sparse", lr_globals=1e-2, schedules={"mask_temperature": (1.0, 0.3, "half")})),
     # the parts: the constraint alone; teleports with other logit resets; threshold-freeze-refit at 80%
     "constraint": dict(train=dict(lr=3e-3, inference=dict(teleport=()))),
     "mf_constraint": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(teleport=()))),
