@@ -70,24 +70,33 @@ class SparsityConstraint:
         Adam step size of the mask logits (their own parameter group); ``None`` keeps the trainer's. Adam moves
         a parameter by about its step size per step, so at lr 3e-3 a logit needs some 1,700 steps to go from
         +5 to 0: the bound could not be met in time.
+    embedding_lr
+        Adam step size of the mean-field q(E) parameters (``E_loc``, ``E_log_scale``; their own group);
+        ``None`` keeps the trainer's.
     """
 
     def __init__(self, target: float, anneal: tuple[int, int], *, dual_lr: float = 50.0,
-                 init_logit: float | None = 5.0, until: int | None = None, mask_lr: float | None = 3e-2):
+                 init_logit: float | None = 5.0, until: int | None = None, mask_lr: float | None = 3e-2,
+                 embedding_lr: float | None = None):
         if not 0 < target <= 1:
             raise ValueError(f"target={target!r} must be a fraction of the mask entries in (0, 1].")
         self.target, self.anneal, self.dual_lr, self.init_logit = target, anneal, dual_lr, init_logit
-        self.until, self.mask_lr = until, mask_lr
+        self.until, self.mask_lr, self.embedding_lr = until, mask_lr, embedding_lr
         self.multiplier = 0.0
 
     def configure_optimizer(self, trainer) -> None:
-        """Give the mask logits their own parameter group with ``mask_lr`` (called once by the trainer)."""
-        if self.mask_lr is None:
-            return
-        logits = _logits(trainer)
-        for group in trainer.optimizer.param_groups:
-            group["params"] = [p for p in group["params"] if p is not logits]
-        trainer.optimizer.add_param_group({"params": [logits], "lr": self.mask_lr})
+        """Give the mask logits (and the mean-field q(E)) their own parameter groups (called once by the trainer)."""
+        guide = trainer.modules["guide"]
+        moves = [([_logits(trainer)], self.mask_lr)]
+        if self.embedding_lr is not None and hasattr(guide, "E_loc"):
+            moves.append(([guide.E_loc, guide.E_log_scale], self.embedding_lr))
+        for params, lr in moves:
+            if lr is None:
+                continue
+            chosen = {id(p) for p in params}
+            for group in trainer.optimizer.param_groups:
+                group["params"] = [p for p in group["params"] if id(p) not in chosen]
+            trainer.optimizer.add_param_group({"params": params, "lr": lr})
 
     def bound(self, step: int) -> float:
         """b(step) / (T K)."""
@@ -190,10 +199,11 @@ class FreezeMask:
 def sparse_mask_hooks(max_steps: int, target: float, *, teleport: tuple[float, ...] = (0.15, 0.25),
                       anneal: tuple[float, float] = (0.25, 0.6), freeze: float | None = None,
                       reset: str = "keep", dual_lr: float = 50.0, mask_lr: float | None = 3e-2,
-                      seed: int = 0) -> list:
+                      embedding_lr: float | None = 1e-2, seed: int = 0) -> list:
     """The ``inference="sparse"`` recipe, with every phase a fraction of ``max_steps``.
 
-    Dense start (mask logits +5, their own Adam step size ``mask_lr``), sparsest-rotation teleports while
+    Dense start (mask logits +5, their own Adam step size ``mask_lr``; the mean-field guide's q(E) gets
+    ``embedding_lr``, measured: F1 0.61 -> 0.79 on ``counts24``; the correlated guide is unaffected), sparsest-rotation teleports while
     the mask is dense (``teleport``), the expected number of entries on annealed from T K to ``target`` T K
     (``anneal``) and held there to the end; optionally the mask thresholded, frozen and the rest refitted
     from ``freeze`` on (default ``None``: measured, freezing lowered AUROC, IWELBO and ATE Pearson at the
@@ -202,7 +212,8 @@ def sparse_mask_hooks(max_steps: int, target: float, *, teleport: tuple[float, .
     steps = [max(1, int(f * max_steps)) for f in teleport]
     freeze_step = None if freeze is None else max(1, int(freeze * max_steps))
     hooks: list = [SparsityConstraint(target, (int(anneal[0] * max_steps), int(anneal[1] * max_steps)),
-                                      dual_lr=dual_lr, until=freeze_step, mask_lr=mask_lr)]
+                                      dual_lr=dual_lr, until=freeze_step, mask_lr=mask_lr,
+                                      embedding_lr=embedding_lr)]
     if steps:
         hooks.append(Teleport(steps, reset=reset, target=target, seed=seed))
     if freeze_step is not None:
@@ -226,7 +237,7 @@ def inference_hooks(inference: str | dict | None, model, guide, *, max_steps: in
     if not (hasattr(guide, "E_loc") or hasattr(guide, "embedding_net")):
         raise ValueError("inference='sparse' supports the built-in 'mean_field' and 'correlated' guides, got "
                          f"{type(guide).__name__}; use inference=None with a custom guide.")
-    unknown = set(options) - {"target", "teleport", "anneal", "freeze", "reset", "dual_lr", "mask_lr"}
+    unknown = set(options) - {"target", "teleport", "anneal", "freeze", "reset", "dual_lr", "mask_lr", "embedding_lr"}
     if unknown:
         raise ValueError(f"Unknown sparse-mask options {sorted(unknown)}; see sparse_mask_hooks.")
     options = {"target": float(model.mask_prior_prob), "seed": seed, **options}

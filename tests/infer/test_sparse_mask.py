@@ -137,6 +137,10 @@ def test_inference_option_is_checked_before_training_and_freezes_a_hard_mask(reg
     q = model.mask_probabilities().to_numpy()
     assert np.minimum(q, 1 - q).max() < 1e-4  # frozen: every entry surely on or surely off
     assert model.trainer.best_step > 14  # the checkpoint kept is one after the freeze
+    lrs = {id(p): group["lr"] for group in model.trainer.optimizer.param_groups for p in group["params"]}
+    guide = model.guide
+    assert (lrs[id(guide.mask.logits)], lrs[id(guide.E_loc)], lrs[id(guide.E_log_scale)]) == (3e-2, 1e-2, 1e-2)
+    assert len(lrs) == len(list(model.trainer.modules.parameters()))  # every parameter in exactly one group
 
 
 def test_a_config_or_the_command_line_reaches_the_option():
