@@ -298,8 +298,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     run_dirs = [args.run_dir, *args.compare]
     names = _run_names(run_dirs)
+    out = check_writable(args.out or args.run_dir, directory=True)
     models = {name: open_run(run_dir, args.adata, device=args.device)[0] for name, run_dir in zip(names, run_dirs)}
-    out = Path(args.out) if args.out else Path(args.run_dir)
+    for model in models.values():
+        model.threads = args.threads
     split = None if args.split == "all" else args.split
     report = check_runs(models, out, split=split, n_samples=args.n_samples, modes=args.modes,
                         plots=not args.no_plots, seed=args.seed, log=lambda line: print(line, flush=True))
@@ -501,9 +503,10 @@ def _check_parser(commands) -> None:
     sub.add_argument("--n-samples", type=_at_least_two, default=20, help="replicated data sets (default 20)")
     sub.add_argument("--modes", nargs="+", choices=get_args(CheckMode), default=list(get_args(CheckMode)),
                      help="z_basal from the encoder (in_sample) and/or the prior (generative); default both")
-    sub.add_argument("--no-plots", action="store_true")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--no-plots", action="store_true", help="write the tables only")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the replicated data")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _threads_argument(sub)
 
 
 def _at_least_two(text: str) -> int:

@@ -31,10 +31,11 @@ from samsvae_pyro.api.persistence import (
 )
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
 from samsvae_pyro.data.registry import design_arguments, register, registered_setup, with_setup
-from samsvae_pyro.data.transforms import TARGET_LIBRARY
+from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method
 from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS
 from samsvae_pyro.device import DEFAULT_THREADS, check_threads, choose_device, seeded, torch_threads
 from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
+from samsvae_pyro.evaluate.calibration import ate_calibration
 from samsvae_pyro.evaluate.criticism import (
     MODES, PosteriorPredictiveCheck, posterior_predictive_check, to_inference_data,
 )
@@ -345,6 +346,7 @@ class PerturbationModel:
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
                            obs=condition_split_flags(self.data, self.data.canonical_labels(conditions)))
 
+    @_threaded
     def check(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_samples: int = 20,
               modes: tuple[CheckMode, ...] = MODES, batch_size: int = 256, seed: int = 0) -> PosteriorPredictiveCheck:
         """Posterior predictive checks: replicate the observed cells from the model and compare, statistic by statistic.
@@ -362,6 +364,7 @@ class PerturbationModel:
             return posterior_predictive_check(self.model, self.guide, data, cells, n_samples=n_samples, modes=modes,
                                               batch_size=batch_size, device=self.device)
 
+    @_threaded
     def to_inference_data(self, adata: ad.AnnData | None = None, *, split: str | None = "test", max_cells: int = 500,
                           n_samples: int = 20, mode: CheckMode = "in_sample", seed: int = 0):
         """ArviZ ``InferenceData`` (optional extra ``[arviz]``): global sites, replicated and observed counts of at
@@ -374,6 +377,22 @@ class PerturbationModel:
         with seeded(seed, self.device):
             return to_inference_data(self.model, self.guide, data, cells, n_samples=n_samples, mode=mode,
                                      device=self.device)
+
+    @_threaded
+    def ate_calibration(self, cells: str | np.ndarray = "test", *, truth: dict | None = None, seed: int = 0,
+                        **options: Any) -> dict[str, Any]:
+        """Are the ATE intervals calibrated? Posterior-predictive coverage of held-out cells' data ATE, per condition.
+
+        ``cells``: a split name or row positions of held-out cells (with control cells among them). With a
+        simulator's ``truth`` (``adata.uns["sams_truth"]``), also the coverage of the true ATE by the population
+        intervals. Returns coverage at 50/80/90/95%, Pearson r, slope and calibration slope, a per-condition table:
+        :func:`samsvae_pyro.evaluate.calibration.ate_calibration` (``options`` are passed to it).
+        """
+        rows = self.data.indices(cells) if isinstance(cells, str) else np.asarray(cells)
+        options.setdefault("method", ate_method(self.model.head.is_count))
+        with seeded(seed, self.device):
+            return ate_calibration(self.model, self.guide, self.data, self.example_batch(1), rows, truth=truth,
+                                   **options)
 
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,

@@ -7,7 +7,7 @@ the user's backend: nothing stays open after a call, and the functions work head
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.figure import Figure
 
-from samsvae_pyro.evaluate.metrics import aligned_ate, pearson
+from samsvae_pyro.evaluate.metrics import aligned_ate, ate_slope, pearson
 from samsvae_pyro.files import atomic_path
 
 _MAX_POINTS = 50_000  # scatter points drawn per panel; correlations always use every entry
@@ -32,8 +32,10 @@ def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, 
 
     The entries of the ``highlight`` conditions (default: those without training cells, where
     ``truth.obs["in_train"]`` is False, e.g. held-out combinations) are drawn on top in another colour.
-    Each panel's title gives Pearson r and the calibration slope (least-squares slope of predicted on
-    observed: 1 when effect sizes are right, below 1 when the model shrinks them).
+    Each panel's title gives Pearson r and the slope (least-squares slope of predicted on observed over
+    entries with |observed| > 0.5,
+    ``metrics.MIN_ABS_EFFECT``: 1 when effect sizes are right, below 1 when the model
+    shrinks them; :func:`~samsvae_pyro.evaluate.metrics.ate_slope`).
 
     Parameters
     ----------
@@ -82,7 +84,7 @@ def _ate_scatter_figure(pred: AnnData, truth: AnnData, *, top_k: int, highlight:
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
         axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--", label="y = x")
         axes.set(xlabel=f"observed ATE ({unit})", ylabel=f"predicted ATE ({unit})",
-                 title=f"{title}: r = {pearson(y, x):.3f}, slope = {_slope(y, x):.2f}")
+                 title=f"{title}: r = {pearson(y, x):.3f}, slope = {ate_slope(y, x):.2f}")
         axes.legend(fontsize=7, loc="upper left")
     skipped = f", {int((~valid).sum())} skipped (NaN)" if (~valid).any() else ""
     figure.suptitle(f"{int(valid.sum())} conditions{skipped}")
@@ -233,11 +235,38 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
     return save_figure(figure, path)
 
 
-def _slope(predicted: np.ndarray, true: np.ndarray) -> float:
-    """Least-squares slope of predicted on true (calibration of effect sizes); NaN when true is constant."""
-    centred = true - true.mean()
-    denominator = float(centred @ centred)
-    return float(centred @ (predicted - predicted.mean()) / denominator) if denominator > 0 else float("nan")
+def plot_calibration(coverage: Mapping[str, Mapping[float, float]], path: str | os.PathLike, *,
+                     slopes: Mapping[str, float] | None = None) -> Path:
+    """Calibration plot: observed coverage of credible intervals against their nominal level.
+
+    Parameters
+    ----------
+    coverage
+        One curve per interval kind, e.g. {"(b) predictive vs held-out cells": {0.5: 0.47, 0.9: 0.86, ...}}
+        as in :func:`samsvae_pyro.evaluate.calibration.calibration_summary`'s "coverage".
+    path
+        Output PNG file.
+    slopes
+        Optional slope of the posterior-mean ATE against each curve's reference, shown in the legend.
+
+    Returns
+    -------
+    The written path.
+    """
+    if not coverage:
+        raise ValueError("coverage is empty; pass at least one {level: observed coverage} curve.")
+    figure = Figure(figsize=(4.8, 4.4), layout="constrained")
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--", label="ideal")
+    for name, curve in coverage.items():
+        points = sorted((float(level), value) for level, value in curve.items())  # JSON keys may be strings
+        label = name if not slopes or name not in slopes else f"{name} (slope {slopes[name]:.2f})"
+        axes.plot(*zip(*points), marker="o", label=label)
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage", ylabel="observed coverage",
+             title="ATE interval calibration")
+    axes.legend(fontsize=7, loc="upper left")
+    return save_figure(figure, path)
+
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:

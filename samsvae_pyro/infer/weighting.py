@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 from typing import get_args
 
-import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from torch import Tensor

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from samsvae_pyro._lazy import lazy_exports
 
 _EXPORTS = {
+    **dict.fromkeys(["check_runs"], "samsvae_pyro.runs.criticism"),
     **dict.fromkeys(["comparison_table", "relative_iwelbo", "write_table"], "samsvae_pyro.runs.compare"),
     **dict.fromkeys(
         ["apply_overrides", "load_config", "parse_overrides", "resolve_config"],
@@ -56,8 +57,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from samsvae_pyro.runs.compare import comparison_table, relative_iwelbo, write_table
-    from samsvae_pyro.runs.config import apply_overrides, load_config, parse_overrides, resolve_config
     from samsvae_pyro.runs.criticism import check_runs
+    from samsvae_pyro.runs.config import apply_overrides, load_config, parse_overrides, resolve_config
     from samsvae_pyro.runs.evaluation import evaluate_run
     from samsvae_pyro.runs.experiment import build_model, load_experiment_run, open_run, prepare_data, read_run_config
     from samsvae_pyro.runs.interpretation import interpret_run

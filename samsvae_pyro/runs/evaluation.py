@@ -9,7 +9,11 @@ directory:
 - ``iwelbo_per_cell.csv``, ``per_condition_metrics.csv``;
 - ``ate_model.h5ad`` (posterior mean ATE, 90% credible bounds in layers "lower"/"upper") and
   ``ate_data.h5ad`` (the data ATE);
-- PNG plots: ``ate_scatter.png``, ``per_condition_metrics.png``, ``mask_heatmap.png``, ``training_curves.png``.
+- PNG plots: ``ate_scatter.png``, ``per_condition_metrics.png``, ``mask_heatmap.png``, ``training_curves.png``;
+- the calibration check (issue 14): ``calibration_per_condition.csv`` and ``calibration.png`` (nominal vs
+  observed coverage of held-out cells' data ATE by posterior-predictive intervals, and of the true ATE by the
+  population intervals on simulations), with coverage, Pearson r, slope and calibration slope in
+  ``metrics.json`` under "calibration".
 
 Where an evaluation does not apply (no held-out cells, no control cells, no simulation truth, a
 baseline that cannot be fitted, a model without a mask: CPA-VAE, conditional VAE), its entry says
@@ -57,6 +61,7 @@ from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_co
 from samsvae_pyro.evaluate.plots import (
     ATE_UNIT,
     plot_ate_scatter,
+    plot_calibration,
     plot_mask_heatmap,
     plot_metric_distribution,
     plot_training_curves,
@@ -79,6 +84,7 @@ from samsvae_pyro.runs.criticism import link_check_section
 from samsvae_pyro.runs.render import jsonable, markdown_report
 
 INTERVAL = 0.9
+CALIBRATION_CSV, CALIBRATION_PLOT = "calibration_per_condition.csv", "calibration.png"
 UNSEEN = "in_unseen"  # extra subset column: conditions without training cells
 BASELINES = ("control_mean", "training_mean", "additive", "linear")
 _SCALARS = ("precision", "recall", "f1", "auroc", "fraction_on", "fraction_true", "true_positives")
@@ -159,6 +165,8 @@ def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] |
     report["ate"] = _ate_section(model, ates, method=method, top_k=top_k)
     report["per_condition"] = _per_condition_section(ates, out, top_k=top_k)
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
+    report["calibration"] = _calibration_section(model, out, truth, method=method, draws=ate_draws, plots=plots,
+                                                 seed=seed)
     report["plots"] = (_plots(model, ates, mask, out, top_k=top_k, method=method) if plots
                        else {"skipped": "plots=False"})
     report["top_genes"] = _top_genes_section(ates, out)
@@ -171,6 +179,37 @@ def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] |
 
 
 # ---------------------------------------------------------------- sections
+
+
+def _calibration_section(model: PerturbationModel, out: Path, truth: Mapping[str, Any] | None, *, method: str,
+                         draws: int, plots: bool, seed: int) -> dict:
+    """Issue 14's check: posterior-predictive coverage of held-out cells' data ATE (per condition, at 50/80/90/95%),
+    Pearson r, slope and calibration slope; with a true ATE, the population intervals' coverage of it too."""
+    split = next((s for s in ("test", "val") if (np.asarray(model.data.split) == s).any()), None)
+    if split is None:
+        return {"skipped": "no test or validation cells to check the intervals on"}
+    usable = truth is not None and _true_ate_problem(model, {}, truth, method=method) is None
+    try:
+        scores = model.ate_calibration(split, truth=truth if usable else None, method=method, seed=seed,
+                                       n_global_draws=draws, samples_per_draw=200, n_predictive_draws=2 * draws)
+    except ValueError as error:  # e.g. no control cells among the held-out cells
+        return {"skipped": str(error)}
+    section: dict[str, Any] = {"split": split, "file": CALIBRATION_CSV}
+    for kind in ("predictive", "population"):
+        if kind in scores:
+            summary = dict(scores[kind])
+            summary["n_conditions"] = len(summary.pop("per_condition"))
+            section[kind] = summary
+    write_csv(scores["predictive"]["per_condition"], out / CALIBRATION_CSV)
+    if plots:
+        curves = {f"(b) {split} cells' data ATE, predictive": scores["predictive"]["coverage"]}
+        slopes = {name: scores["predictive"]["calibration_slope"] for name in curves}
+        if "population" in scores:
+            name = "(a) true ATE, population"
+            curves[name], slopes[name] = scores["population"]["coverage"], scores["population"]["slope"]
+        plot_calibration(curves, out / CALIBRATION_PLOT, slopes=slopes)
+        section["plot"] = CALIBRATION_PLOT
+    return section
 
 
 def _model_summary(model: PerturbationModel) -> dict:

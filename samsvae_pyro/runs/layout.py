@@ -49,7 +49,7 @@ from anndata import AnnData
 
 from samsvae_pyro.api import FAMILIES, PerturbationModel
 from samsvae_pyro.api.persistence import CHECKPOINT, MODEL_CONFIG, SavedModelError, read_model_config
-from samsvae_pyro.data.simulate import TRUTH_KEY  # adata.uns key of a simulation's ground truth
+from samsvae_pyro.data.simulate import TRUTH_KEY  # noqa: F401  (re-exported: the truth key of a run's data)
 from samsvae_pyro.files import atomic_path, write_text
 
 HISTORY = "history.csv"

@@ -138,11 +138,33 @@ def markdown_report(report: Mapping[str, Any]) -> str:
              f"ATE scored against the data ATE on all cells.", ""]
     lines += _held_out_lines(report) + _glossary(report) + [""]
     lines += _summary_table(report) + [""] + _model_detail(report) + [""] + _top_gene_lines(report) + [""]
-    lines += _truth_lines(report)
+    lines += _truth_lines(report) + _calibration_lines(report)
     skipped = list(_skipped(report))
     if skipped:
         lines += ["", "## Not evaluated", ""] + [f"- {where}: {reason}" for where, reason in skipped]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(report: Mapping[str, Any]) -> list[str]:
+    """Issue 14's check: coverage of the ATE intervals at each level, with the slopes next to Pearson r."""
+    section = report.get("calibration")
+    if not section or "skipped" in section:
+        return []
+    kinds = (("predictive", f"(b) posterior-predictive intervals vs the {section['split']} cells' data ATE"),
+             ("population", "(a) population intervals vs the true ATE"))
+    lines = ["", "## Calibration of the ATE intervals", "",
+             "Observed coverage at each nominal level (ideal: equal). Slope: model on reference (below 1: shrunk, "
+             "or a noisy reference); calibration slope: reference on model (1: effects at their observed size, "
+             "above 1: shrunk). Plot: `calibration.png`; per condition: `calibration_per_condition.csv`.", "",
+             "| intervals | " + " | ".join(f"{float(level):.0%}" for level in section["predictive"]["coverage"])
+             + " | Pearson r | slope | calibration slope |", "|---" * 8 + "|"]
+    for kind, label in kinds:
+        if kind in section:
+            scores = section[kind]
+            lines.append(f"| {label} | " + " | ".join(format_number(v) for v in scores["coverage"].values())
+                         + f" | {format_number(scores['pearson'])} | {format_number(scores['slope'])} | "
+                         f"{format_number(scores['calibration_slope'])} |")
+    return lines
 
 
 def _table_subsets(ate: Mapping[str, Any]) -> list[str]:

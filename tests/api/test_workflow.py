@@ -3,7 +3,6 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from samsvae_pyro import SAMSVAE
 from samsvae_pyro._typing import Likelihood, SAMSGuideName

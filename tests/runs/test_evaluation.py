@@ -135,6 +135,20 @@ def test_report_on_continuous_data_uses_the_mean_ate(tmp_path):
     assert np.isfinite(metrics["ate"]["model"]["all"]["pearson"])
 
 
+def test_report_calibration_section(report):
+    out, metrics, _ = report
+    calibration = metrics["calibration"]
+    assert calibration["split"] == "test"
+    for kind in ("predictive", "population"):  # held-out cells' data ATE (b); the true ATE (a)
+        coverage = calibration[kind]["coverage"]
+        assert sorted(float(level) for level in coverage) == [0.5, 0.8, 0.9, 0.95]
+        assert all(0 <= value <= 1 for value in coverage.values())
+        assert {"pearson", "slope", "calibration_slope"} <= set(calibration[kind])
+    table = pd.read_csv(out / calibration["file"], index_col=0)
+    assert len(table) == calibration["predictive"]["n_conditions"] and "coverage_90" in table
+    assert (out / calibration["plot"]).read_bytes().startswith(b"\x89PNG")
+
+
 # ---------------------------------------------------------------- issue 17: a report a biologist can read
 
 
@@ -144,7 +158,7 @@ def test_report_reads_for_a_biologist(report, simulation):
     text = (out / "metrics.md").read_text()
     assert "## How to read this report" in text and "log2 fold change of expression" in text
     assert "docs/model.md" in text and "rank" in text.split("## Summary")[0]
-    assert f"Held out of training (1 condition, " in text and held_out in text.split("## How to read")[0]
+    assert "Held out of training (1 condition, " in text and held_out in text.split("## How to read")[0]
     subsets = metrics["ate"]["subsets"]
     assert subsets["unseen"]["conditions"] == [held_out]
     assert subsets["val"]["same_as"] == "train" and subsets["test"]["same_as_all"]  # repeats, not shown again
@@ -194,3 +208,10 @@ def test_interpretation_summary_counts_in_words():
     lines = interpretation_summary({"files": [], "n_clusters_found": 1, "n_perturbations": 5,
                                     "grouping": {"skipped": "no groups"}}, Path("out"))
     assert "1 cluster of 5 perturbations" in lines[0]
+
+
+def test_report_markdown_has_the_calibration_table(report):
+    out, metrics, _ = report
+    text = (out / "metrics.md").read_text().split("## Calibration of the ATE intervals")[1]
+    assert "| (b) posterior-predictive intervals vs the test cells' data ATE |" in text
+    assert "| (a) population intervals vs the true ATE |" in text and "calibration slope" in text
