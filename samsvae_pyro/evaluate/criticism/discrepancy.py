@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 COMPARISON_COLUMNS = ("observed", "replicated_mean", "replicated_sd", "replicated_lower", "replicated_upper",
                       "z", "p_value")
@@ -45,6 +44,8 @@ def predictive_pvalue(observed: np.ndarray, replicated: np.ndarray) -> np.ndarra
 
     Shapes: observed (U,); replicated (R, U) with R >= 2; returns (U,).
     """
+    from scipy import stats  # scipy.stats is slow to import; loading a model class does not need it
+
     n_samples = replicated.shape[0]
     if n_samples < 2:
         raise ValueError(f"A predictive p-value needs at least 2 replicates, got {n_samples}.")
