@@ -16,9 +16,10 @@ H     hidden units of an MLP
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
-from torch import Tensor
+if TYPE_CHECKING:  # the CLI imports these choices without loading torch
+    from torch import Tensor
 
 Likelihood = Literal["nb", "poisson", "normal"]
 SAMSGuideName = Literal["correlated", "mean_field"]  # the guides of SAMS-VAE (and CPA-VAE)

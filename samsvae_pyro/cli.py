@@ -27,7 +27,6 @@ from samsvae_pyro._typing import (
     SimilarityMetric,
     SimilaritySource,
 )
-from samsvae_pyro.runs.render import evaluation_summary, interpretation_summary
 
 DEMO_DIR = "samsvae_demo"
 RUN_DIR = "samsvae_run"
@@ -54,7 +53,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     report = run_demo(args.out, steps=args.steps, seed=args.seed, small=args.small, progress=not args.quiet,
                       log=print)
-    _print_lines(evaluation_summary(report, Path(args.out)))
+    _print_summary("evaluation", (report, Path(args.out)))
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -96,6 +95,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from samsvae_pyro.nn.likelihoods import is_count
     from samsvae_pyro.runs.experiment import read_h5ad
     from samsvae_pyro.runs.train import check_run_dir, train_anndata
 
@@ -112,7 +112,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_columns(adata, args)
     setup = dict(perturbation_key=args.perturbation_key, control_label=args.control_label, layer=args.layer,
                  split_key=args.split_key, delimiter=args.delimiter, dosage_columns=args.dosage_columns,
-                 control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed)
+                 control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed,
+                 count_data=is_count(args.likelihood))
     model = dict(n_latent=args.n_latent, guide=args.guide, likelihood=args.likelihood,
                  mask_prior_prob=args.mask_prior_prob, n_hidden=args.n_hidden, n_layers=args.n_layers,
                  device=args.device, seed=args.seed)
@@ -122,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     evaluate = None if args.no_evaluate else dict(n_particles=args.eval_particles, seed=args.seed)
     report = train_anndata(adata, out, setup=setup, model=model, train=train, evaluate=evaluate, log=print)
     if report:
-        _print_lines(evaluation_summary(report, out))
+        _print_summary("evaluation", (report, out))
     return 0
 
 
@@ -147,7 +148,7 @@ def _train_config(args: argparse.Namespace) -> int:
                         log=print)
     print(f"saved the model and the resolved config (experiment.yaml) in {out}")
     if report:
-        _print_lines(evaluation_summary(report, out))
+        _print_summary("evaluation", (report, out))
     return 0
 
 
@@ -170,7 +171,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(model, out, truth=adata.uns.get(TRUTH_KEY), n_particles=args.n_particles,
                           ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
                           plots=not args.no_plots, seed=args.seed)
-    _print_lines(evaluation_summary(report, out))
+    _print_summary("evaluation", (report, out))
     return 0
 
 
@@ -246,7 +247,7 @@ def cmd_interpret(args: argparse.Namespace) -> int:
                            n_clusters=args.n_clusters, n_permutations=args.n_permutations, n_samples=args.n_samples,
                            n_basal=args.n_basal, top_n=args.top_n, plots=not args.no_plots, seed=args.seed,
                            log=lambda line: print(line, flush=True))
-    _print_lines(interpretation_summary(report, out))
+    _print_summary("interpretation", (report, out))
     return 0
 
 
@@ -273,6 +274,14 @@ def _new_file(path: str | Path, suffix: str, *, overwrite: bool) -> Path:
         raise ValueError(f"{path} already exists; choose another path or pass --overwrite.")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _print_summary(kind: str, arguments: tuple) -> None:
+    """Print the ``"evaluation"`` or ``"interpretation"`` summary of (report, directory)."""
+    from samsvae_pyro.runs import render  # loads the run machinery (torch, anndata) only when there is a report
+
+    summary = render.evaluation_summary if kind == "evaluation" else render.interpretation_summary
+    _print_lines(summary(*arguments))
 
 
 def _print_lines(lines: list[str]) -> None:

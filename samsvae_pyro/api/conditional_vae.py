@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.defaults import N_HIDDEN, N_LATENT
 from samsvae_pyro.models import ConditionalVAEModel
 
 NO_GLOBALS = ("ConditionalVAE has no {what}: it has no global latents, the dosages d_i enter the decoder "
@@ -42,7 +43,7 @@ class ConditionalVAE(PerturbationModel):
         ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = 10, guide="conditional", likelihood: str = "nb", n_hidden: int = 400,
+    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="conditional", likelihood: str = "nb", n_hidden: int = N_HIDDEN,
                  n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.defaults import N_HIDDEN, N_LATENT
 from samsvae_pyro.models import CPAVAEModel
 
 
@@ -38,7 +39,7 @@ class CPAVAE(PerturbationModel):
         ``embedding_prior_scale``, ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = 10, guide="mean_field", likelihood: str = "nb", n_hidden: int = 400,
+    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="mean_field", likelihood: str = "nb", n_hidden: int = N_HIDDEN,
                  n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)

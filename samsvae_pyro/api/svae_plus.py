@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.defaults import N_HIDDEN, N_LATENT
 from samsvae_pyro.models import SVAEPlusModel
 
 
@@ -45,8 +46,8 @@ class SVAEPlus(PerturbationModel):
         ``guide_kwargs`` (e.g. ``mask_temperature``), ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = 10, guide="svae_plus", beta: float = 5.0, likelihood: str = "nb",
-                 n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="svae_plus", beta: float = 5.0, likelihood: str = "nb",
+                 n_hidden: int = N_HIDDEN, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, beta=beta, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 

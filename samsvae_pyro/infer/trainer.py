@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.infer.estimators import make_elbo
+from samsvae_pyro.infer.options import check_training_arguments
 from samsvae_pyro.infer.schedules import LatentScale, ScheduleSpec, make_schedules
 from samsvae_pyro.infer.weighting import weighting_context
 
@@ -87,6 +88,8 @@ class SVITrainer:
         validate_every_step: bool = False, schedules: dict[str, ScheduleSpec] | None = None,
         lr_globals: float | None = None,
     ):
+        check_training_arguments(n_particles=n_particles, lr=lr, weight_decay=weight_decay, clip_norm=clip_norm,
+                                 lr_globals=lr_globals)
         self.modules = nn.ModuleDict({"model": model, "guide": guide})
         self.schedules = make_schedules(schedules)
         if "mask_temperature" in self.schedules and not hasattr(getattr(guide, "mask", None), "temperature"):
@@ -195,6 +198,8 @@ class SVITrainer:
         The best-validation checkpoint is restored at the end (the last one without validation data).
         ``callback(trainer)`` runs after every step (schedules, logging).
         """
+        check_training_arguments(max_steps=max_steps, val_every=val_every,
+                                 early_stopping_patience=early_stopping_patience, seed=seed)
         if self.step == 0:
             pyro.set_rng_seed(seed)
         stale, start = 0, time.perf_counter()

@@ -125,7 +125,8 @@ def test_report_without_held_out_cells_or_history(simulation, tmp_path):
 
 def test_report_on_continuous_data_uses_the_mean_ate(tmp_path):
     adata = simulate_paper(n_perturbations=3, n_genes=10, cells_per_perturbation=(20, 5, 5), seed=0)
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="control", split_key="split")
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="control", split_key="split",
+                          count_data=False)
     model = _train(adata, likelihood="normal")
     metrics = evaluate_run(model, tmp_path, truth=adata.uns["sams_truth"], plots=False, **CHEAP)
     assert metrics["settings"]["ate_method"] == "mean"
