@@ -48,6 +48,7 @@ from samsvae_pyro.evaluate.predictive import (
 )
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator, check_training_arguments
+from samsvae_pyro.infer.sparse_mask import inference_hooks
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
 from samsvae_pyro.nn.likelihoods import is_count
 
@@ -170,6 +171,7 @@ class PerturbationModel:
         clip_norm: float | None = 100.0, val_every: int = 500, early_stopping_patience: int | None = None,
         seed: int = 0, progress: bool = True, callback: Callable | None = None, devices: int = 1,
         process_dir: str | Path | None = None, schedules: dict | None = None, lr_globals: float | None = None,
+        inference: str | dict | None = None,
     ) -> pd.DataFrame:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
 
@@ -186,14 +188,17 @@ class PerturbationModel:
 
         ``schedules`` (KL warm-up, mask temperature annealing) and ``lr_globals`` (a separate learning rate
         for q(M) and q(E)) are inference options for experiments: see :mod:`samsvae_pyro.infer.schedules`.
+        ``inference="sparse"`` runs the mask-recovery recipe (README "Inference";
+        :mod:`samsvae_pyro.infer.sparse_mask`) over these ``max_steps``.
         """
         check_training_arguments(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
                                  weight_decay=weight_decay, clip_norm=clip_norm, val_every=val_every, seed=seed,
                                  early_stopping_patience=early_stopping_patience, devices=devices,
                                  lr_globals=lr_globals)
         check_estimator(estimator, self.guide, self.example_batch())
-        if devices > 1 and (schedules or lr_globals is not None):
-            raise ValueError("schedules and lr_globals apply to single-device training; use devices=1.")
+        if devices > 1 and (schedules or lr_globals is not None or inference is not None):
+            raise ValueError("schedules, lr_globals and inference apply to single-device training; use devices=1.")
+        hooks = inference_hooks(inference, self.model, self.guide, max_steps=max_steps, seed=seed)
         if devices > 1:
             return self._train_lightning(max_steps, devices=devices, batch_size=batch_size, lr=lr,
                                          n_particles=n_particles, estimator=estimator, weighting=weighting,
@@ -203,7 +208,8 @@ class PerturbationModel:
                   for s in ("train", "val") if _has_cells(self.data, s)}
         self.trainer = SVITrainer(self.model, self.guide, estimator=estimator, n_particles=n_particles, lr=lr,
                                   weight_decay=weight_decay, clip_norm=clip_norm, weighting=weighting,
-                                  cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals)
+                                  cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals,
+                                  hooks=hooks)
         if self.trainer_state is not None:
             self.trainer.load_state_dict(self.trainer_state)
         train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed)

@@ -211,6 +211,7 @@ def simulate_paper(
     cells_per_perturbation: tuple[int, int, int] = (500, 100, 100),
     n_control_cells: tuple[int, int, int] | None = None,
     n_groups: int = 0,
+    n_double: int = 0,
     seed: int = 0,
 ) -> AnnData:
     """The paper's SAMS-VAE simulation for mask recovery (spec section 6).
@@ -237,6 +238,10 @@ def simulate_paper(
     n_groups
         0 (the paper's setting) or the number of groups of consecutive perturbations that
         share a mask row and a sign pattern (see :func:`simulate_counts`).
+    n_double
+        Number of random pairs "A+B" added as double perturbations (d = 1_A + 1_B), each with
+        ``cells_per_perturbation`` cells; not in the paper (0), added because pairs tie the latent
+        geometry between the single perturbations' cell clouds (issue 11).
     seed
         Seed of every random draw.
 
@@ -269,19 +274,21 @@ def simulate_paper(
         group_of=group_of,
     )
     names = _names("P", n_perturbations)
-    counts = [n_control_cells or cells_per_perturbation] + [
-        cells_per_perturbation
-    ] * n_perturbations
-    condition = np.repeat(np.arange(-1, n_perturbations), [sum(c) for c in counts])  # -1: control
+    members = [()] + [(t,) for t in range(n_perturbations)]  # control first
+    if n_double:  # drawn only when asked, so the paper's setting keeps its random stream
+        members += _double_members(rng, n_perturbations, n_double)
+    counts = [n_control_cells or cells_per_perturbation] + [cells_per_perturbation] * (len(members) - 1)
+    condition = np.repeat(np.arange(len(members)), [sum(c) for c in counts])  # (N,) 0 = control
     split = np.concatenate([np.repeat(["train", "val", "test"], c) for c in counts])
-    shifts = np.vstack([np.zeros(n_latent), mask * embedding])  # (1 + T, K), control first
+    shifts = _one_hot_sum(members, n_perturbations) @ (mask * embedding)  # (C + 1, K)
     z_basal = rng.standard_normal((len(condition), n_latent))  # (N, K)
-    z = z_basal + shifts[condition + 1]  # (N, K)
+    z = z_basal + shifts[condition]  # (N, K)
     mean = _decode(_decoder_weights(rng, n_latent, n_genes), z)  # (N, G)
     mean /= mean.std(axis=0)
     noise_sd = np.sqrt(_NOISE_SHARE / (1 - _NOISE_SHARE))
     x = (mean + noise_sd * rng.standard_normal(mean.shape)).astype(np.float32)
-    labels = np.array(["control"] + names, dtype=object)[condition + 1]
+    conditions = ["control"] + ["+".join(names[t] for t in ms) for ms in members[1:]]
+    labels = np.array(conditions, dtype=object)[condition]
     truth = _truth(names, mask, embedding, mask_prob) | _group_truth(names, group_of)
     return _anndata(x, labels, split, z_basal, z, truth)
 

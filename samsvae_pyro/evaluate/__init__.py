@@ -27,7 +27,7 @@ _EXPORTS = {
         "samsvae_pyro.evaluate.latent_dims",
     ),
     **dict.fromkeys(
-        ["mask_recovery", "mean_correlation_coefficient"],
+        ["effect_residuals", "identifiable_latents", "mask_recovery", "mean_correlation_coefficient"],
         "samsvae_pyro.evaluate.mask_metrics",
     ),
     **dict.fromkeys(
@@ -57,7 +57,9 @@ if TYPE_CHECKING:
     )
     from samsvae_pyro.evaluate.effects import posterior_effects
     from samsvae_pyro.evaluate.latent_dims import decoder_response, genes_per_dim, perturbations_per_dim
-    from samsvae_pyro.evaluate.mask_metrics import mask_recovery, mean_correlation_coefficient
+    from samsvae_pyro.evaluate.mask_metrics import (
+        effect_residuals, identifiable_latents, mask_recovery, mean_correlation_coefficient,
+    )
     from samsvae_pyro.evaluate.metrics import (
         ate_metrics,
         energy_distance,
@@ -83,6 +85,8 @@ __all__ = [
     "energy_distance",
     "interval_coverage",
     "per_condition_metrics",
+    "effect_residuals",
+    "identifiable_latents",
     "mask_recovery",
     "mean_correlation_coefficient",
     # latent structure

@@ -106,3 +106,15 @@ def test_mask_heatmap_is_sized_to_the_matrix_and_ordered_as_a_staircase(tmp_path
     for labels in (axes.get_xticklabels(), axes.get_yticklabels()):
         boxes = [label.get_window_extent(renderer) for label in labels]
         assert len(boxes) in (8, 12) and not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+
+
+def test_mask_heatmap_order_puts_each_latent_block_together():
+    from samsvae_pyro.evaluate.plots import mask_order
+
+    blocks = np.kron(np.eye(3), np.ones((4, 1)))  # 12 perturbations, 4 on each of 3 latents
+    rng = np.random.default_rng(0)
+    rows, columns = rng.permutation(12), rng.permutation(3)
+    shuffled = blocks[np.ix_(rows, columns)]
+    order_rows, order_columns = mask_order(shuffled)
+    ordered = shuffled[np.ix_(order_rows, order_columns)]
+    np.testing.assert_array_equal(ordered, blocks)  # a staircase of contiguous blocks again
