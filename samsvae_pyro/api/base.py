@@ -8,6 +8,7 @@ and its latent-structure analysis ``samsvae_pyro.runs.interpret_run(model, dir)`
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from functools import partial, wraps
 from pathlib import Path
@@ -477,9 +478,14 @@ def _fit_replica(replicas, model: PerturbationModel, options: dict, progress: bo
                  result: str) -> None:
     """One process of a data-parallel :meth:`PerturbationModel.train`; process 0 writes the trainer state with
     the final parameters (the best-validation ones, as restored) and the history to ``result``."""
+    # Spawned processes receive tensors in shared memory: without private copies every process would
+    # step the same parameters (and optimizer state).
+    with torch.no_grad():
+        for tensor in [*model.model.parameters(), *model.model.buffers(), *model.guide.parameters(),
+                       *model.guide.buffers()]:
+            tensor.data = tensor.data.to(replicas.device, copy=True)
+    model.trainer_state = copy.deepcopy(model.trainer_state)
     model.device = replicas.device
-    model.model.to(model.device)
-    model.guide.to(model.device)
     with torch_threads(model.threads):
         model._fit(replicas, options, progress=progress, callback=callback, checkpoint=checkpoint)
     state = _to_cpu(model.trainer_state)

@@ -105,6 +105,7 @@ class Replicas:
 
     def gather_rng(self) -> list[Tensor]:
         """Every process's torch CPU random state, in rank order (for an exact resume)."""
-        states = self.fabric.all_gather(torch.get_rng_state().to(self.device))  # (W, S) uint8
-        return [state.cpu() for state in states]
+        state = torch.get_rng_state().to(device=self.device, dtype=torch.int64)  # gloo gathers no uint8
+        states = self.fabric.all_gather(state)  # (W, S)
+        return [row.to(device="cpu", dtype=torch.uint8) for row in states]
 

@@ -34,11 +34,11 @@ from samsvae_pyro.runs.experiment import build_model, load_experiment_run, open_
 from samsvae_pyro.runs.interpretation import interpret_run
 from samsvae_pyro.runs.layout import load_run, read_metrics, save_run
 from samsvae_pyro.runs.sweep import expand_grid, plan_sweep, run_sweep, summarise
-from samsvae_pyro.runs.train import demo_data, run_config, run_demo, train_anndata, train_run
+from samsvae_pyro.runs.train import demo_data, resume_run, run_config, run_demo, train_anndata, train_run
 
 __all__ = [
     "apply_overrides", "build_model", "comparison_table", "demo_data", "evaluate_run", "expand_grid",
     "interpret_run", "load_config", "load_experiment_run", "load_run", "open_run", "parse_overrides",
-    "plan_sweep", "prepare_data", "read_metrics", "read_run_config", "relative_iwelbo", "resolve_config",
+    "plan_sweep", "prepare_data", "read_metrics", "read_run_config", "relative_iwelbo", "resolve_config", "resume_run",
     "run_config", "run_demo", "run_sweep", "save_run", "summarise", "train_anndata", "train_run", "write_table",
 ]
