@@ -293,3 +293,8 @@ def test_sweep_with_an_unknown_key_is_a_one_line_error(tmp_path):
 def test_compare_a_directory_without_metrics_is_a_one_line_error(tmp_path):
     result = run_cli("compare", tmp_path, "--out", tmp_path / "table.md")
     assert_user_error(result.returncode, result.stderr, "has no metrics.json", "samsvae evaluate")
+
+
+def test_resume_of_a_directory_without_a_run(capsys, simulated, tmp_path):
+    status, _, err = run_main(capsys, "train", "--resume", tmp_path / "no_run", "--adata", simulated)
+    assert_user_error(status, err, "is not a saved run")
