@@ -13,7 +13,7 @@ Simulations
 -----------
 * ``counts``: the CI-size count simulation (``simulate_counts`` defaults: K = 8, T = 12, 60 genes,
   200 cells per perturbation plus controls), NB likelihood.
-* ``paper``: the paper's simulation (spec section 6: K = 15, T = 100, G = 100, 500/100/100 cells per
+* ``paper``: the paper's simulation (docs/model.md, section 6: K = 15, T = 100, G = 100, 500/100/100 cells per
   perturbation, mask probability 2/15, effects +-5), Normal likelihood.
 * ``counts24`` (issue 11): the count simulation with T = 24 perturbations over K = 8 (density 0.25, every
   latent identifiable for seeds 0-2), mask prior 0.25.
@@ -43,7 +43,7 @@ import torch
 from samsvae_pyro import simulate_counts, simulate_paper
 
 # Each variant: model / guide options and training options on top of BASE (the paper's recipe,
-# spec sections 2-3: correlated guide, offset-aware encoder with the paper's parametrisation (no offset
+# docs/model.md, sections 2-3: correlated guide, offset-aware encoder with the paper's parametrisation (no offset
 # subtraction), straight-through masks at temperature 1, Trace_ELBO, 5 particles, lr 3e-4, no annealing).
 BASE = dict(guide="correlated", model={}, guide_kwargs=dict(subtract_offset=False),
             train=dict(lr=3e-4, n_particles=5, estimator="trace"))
@@ -145,7 +145,8 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
 
     adata, control = simulate(sim, seed)
     size, recipe = SIMULATIONS[sim], resolve(variant, steps)
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label=control, split_key="split")
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label=control, split_key="split",
+                          count_data=size["likelihood"] != "normal")
     guide_kwargs = dict(recipe["guide_kwargs"])
     if recipe["guide"] == "correlated":
         guide_kwargs = {"embedding_hidden": size["n_hidden"], **guide_kwargs}

@@ -12,12 +12,13 @@ plus any ``--threads``) in rounds of ``--steps`` training steps, so that every s
 drifting background load; the median seconds per step of each setting is reported, with the ratio to
 one thread. Then the same again while ``--load`` extra processes keep the CPU busy (a steady outside
 load, as on a shared server): plain Python loops (``--load-kind spin``) or torch jobs with torch's default
-thread count (``torch``, as another user's training would). Ratios within one run are what to compare: absolute times depend on
-whatever else the machine is doing.
+thread count (``torch``, as another user's training would). Ratios within one run are what to
+compare: absolute times depend on whatever else the machine is doing.
 
 Usage
 -----
-    env -u OMP_NUM_THREADS python benchmarks/threads.py --sizes small paper --steps 5 --rounds 3 --load 2 --load-kind torch
+    env -u OMP_NUM_THREADS python benchmarks/threads.py --sizes small paper --steps 5 --rounds 3 \
+        --load 2 --load-kind torch
 """
 
 from __future__ import annotations

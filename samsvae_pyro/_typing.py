@@ -16,9 +16,9 @@ H     hidden units of an MLP
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict
 
-if TYPE_CHECKING:  # the CLI imports these choices without loading torch
+if TYPE_CHECKING:  # annotations only: the command line reads the choices without loading torch
     from torch import Tensor
 
 Likelihood = Literal["nb", "poisson", "normal"]
@@ -28,6 +28,7 @@ EstimatorName = Literal["trace", "mean_field", "tracegraph"]
 Weighting = Literal["plated", "per_perturbation"]
 Encoding = Literal["sum", "unique"]
 MaskPrior = Literal["bernoulli", "beta_bernoulli"]
+GuideFactory = Callable[..., Any]  # factory(model, **stats) -> guide, or a guide module (also callable)
 AteMethod = Literal["perturbseq", "mean"]
 DatasetName = Literal["norman", "replogle"]
 IwelboKind = Literal["predictive", "joint"]

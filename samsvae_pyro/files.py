@@ -12,24 +12,24 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def temporary_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A fresh temporary file name next to ``path`` (same suffix); removed on exit if it still exists.
+    """A fresh, not yet existing file name next to ``path`` (same suffix); removed on exit if it exists.
 
     Write to the yielded path, then move it into place (:func:`replace_together` or ``os.replace``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    try:
-        yield Path(name)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")  # created by the writer,
+    try:  # so it gets the usual permissions
+        yield tmp
     finally:
-        Path(name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -106,3 +106,29 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_writable(path: str | os.PathLike, *, directory: bool) -> Path:
+    """``path`` once it is known that an output can be written there, before any work is done.
+
+    ``directory=True``: ``path`` is an output directory; otherwise a file. Nothing is created: the nearest
+    existing folder on the way must be a directory in which a probe file can be created (and is removed
+    again), so read-only places and paths under a file are found now rather than after training.
+    ValueError naming the path and the reason otherwise.
+    """
+    path = Path(path)
+    if directory is False and path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file name (--out).")
+    existing = path if directory else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write to {path}: {existing} is a file, not a folder; choose another output "
+                         "path (--out).")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".samsvae-write-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to {path}: {error.strerror or error} in {existing}; choose another "
+                         "output path (--out).") from error
+    return path

@@ -1,8 +1,10 @@
 """The package's floors read straight up: no module imports a floor above its own, and nothing imports in a loop.
 
-Floors, lowest first (``_typing``, ``_lazy``, ``defaults``, ``device`` and ``files`` are shared helpers at the bottom):
+Floors, lowest first (``_typing``, ``_lazy``, ``defaults``, ``device`` and ``files`` are shared helpers at the
+bottom):
 
-    _typing, device, files -> distributions -> data, nn -> models -> guides, infer -> evaluate, interpret
+    _typing, _lazy, defaults, device, files -> distributions -> data, nn -> models -> guides, infer
+    -> evaluate, interpret
     -> api -> runs -> cli
 
 Imports are read from the source with ``ast``, lazy imports inside functions included; imports under

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from samsvae_pyro._typing import (
-    AteMethod, EstimatorName, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
+    AteMethod, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
 )
 from samsvae_pyro.api.persistence import (
     CHECKPOINT,
@@ -91,19 +91,19 @@ class PerturbationModel:
         threads"). ``None`` keeps torch's current setting.
     """
 
-    def __init__(self, adata: ad.AnnData, *, guide: GuideName | Callable | torch.nn.Module = "correlated",
+    def __init__(self, adata: ad.AnnData, *, guide: GuideName | GuideFactory = "correlated",
                  guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0,
                  threads: int | None = DEFAULT_THREADS, **model_kwargs: Any):
         self.setup = registered_setup(adata)
-        self.threads = check_threads(threads)
         self.device = choose_device(device)
+        self.threads = check_threads(threads)
         self.model_kwargs = model_kwargs
-        count_likelihood = is_count(model_kwargs.get("likelihood", "nb"))
-        if count_likelihood and not self.setup.get("count_data", True):
+        likelihood = model_kwargs.get("likelihood", "nb")
+        if is_count(likelihood) and not self.setup.get("count_data", True):
             raise ValueError(f"This AnnData was registered with count_data=False (continuous values), but "
-                             f"likelihood={model_kwargs.get('likelihood', 'nb')!r} models counts: use "
-                             "likelihood='normal', or register raw counts with setup_anndata(..., count_data=True).")
-        self.data = build_perturbation_data(adata, **design_arguments(self.setup), count_data=count_likelihood)
+                             f"likelihood={likelihood!r} models counts: use likelihood='normal', or register raw "
+                             "counts with setup_anndata(..., count_data=True).")
+        self.data = build_perturbation_data(adata, **design_arguments(self.setup), count_data=is_count(likelihood))
         if isinstance(guide, str):
             guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
@@ -181,7 +181,8 @@ class PerturbationModel:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
 
         The defaults (1000 steps of 512 cells, Adam at lr 3e-3) suit a first run on a small screen
-        (:mod:`samsvae_pyro.defaults`); the paper's longer schedules are in ``configs/``.
+        (:mod:`samsvae_pyro.defaults`); the paper's longer schedules are in ``configs/``. Every argument is
+        checked before the first step.
 
         A second call, or a call after :meth:`load`, continues from the saved step with the saved
         optimizer state (bit-exactly on CPU); :meth:`resume` continues to the step count of the call that
@@ -390,8 +391,9 @@ class PerturbationModel:
 
     @_threaded
     @torch.no_grad()
-    def predict(self, perturbations: str | list[str], *, mode: PredictMode = "generative", source: ad.AnnData | None = None,
-                n_cells: int = 100, library: float = TARGET_LIBRARY, seed: int = 0) -> ad.AnnData:
+    def predict(self, perturbations: str | list[str], *, mode: PredictMode = "generative",
+                source: ad.AnnData | None = None, n_cells: int = 100, library: float = TARGET_LIBRARY,
+                seed: int = 0) -> ad.AnnData:
         """Sample cells under a perturbation label or a list of them (combinations too, including ones never
         observed together).
 
@@ -424,7 +426,7 @@ class PerturbationModel:
         return prediction_anndata(counts, obs, self.data.var_names)
 
     def _source_data(self, source: ad.AnnData | None) -> PerturbationData:
-        """The design of counterfactual source cells; a ValueError saying what source cells need."""
+        """The design of counterfactual source cells; errors say what a source AnnData needs."""
         try:
             return self._data_for(source)
         except ValueError as error:
@@ -433,7 +435,8 @@ class PerturbationModel:
                          else f"the dosage columns {self.setup.get('dosage_columns')!r}")
             raise ValueError(f"source (the cells to shift): {error} Source cells need the training data's counts (in "
                              f"{'adata.X' if layer is None else f'layers[{layer!r}]'}) and their own conditions in "
-                             f"{labels_at} (e.g. the control label), from which their basal state is inferred.") from error
+                             f"{labels_at} (e.g. the control label), from which their basal state is inferred."
+                             ) from error
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
@@ -445,7 +448,7 @@ class PerturbationModel:
         return save_model(self, directory, overwrite=overwrite)
 
     @classmethod
-    def load(cls, directory: str | Path, adata: ad.AnnData, *, guide: Callable | torch.nn.Module | None = None,
+    def load(cls, directory: str | Path, adata: ad.AnnData, *, guide: GuideFactory | None = None,
              device: str | None = "auto", threads: int | None = DEFAULT_THREADS):
         """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary); ``device`` and
         ``threads`` as in the constructor.

@@ -1,4 +1,4 @@
-"""ConditionalVAE: the user-facing conditional VAE baseline (spec section 4).
+"""ConditionalVAE: the user-facing conditional VAE baseline (docs/model.md, section 4).
 
 Example
 -------
@@ -16,6 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from anndata import AnnData
+
+from samsvae_pyro._typing import GuideFactory, GuideName, LatentKind, Likelihood
 from samsvae_pyro.api.base import PerturbationModel
 from samsvae_pyro.defaults import N_HIDDEN, N_LATENT
 from samsvae_pyro.models import ConditionalVAEModel
@@ -43,8 +46,9 @@ class ConditionalVAE(PerturbationModel):
         ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="conditional", likelihood: str = "nb", n_hidden: int = N_HIDDEN,
-                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata: AnnData, *, n_latent: int = N_LATENT, guide: GuideName | GuideFactory = "conditional",
+                 likelihood: Likelihood = "nb", n_hidden: int = N_HIDDEN, n_layers: int = 1,
+                 activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 
@@ -59,7 +63,7 @@ class ConditionalVAE(PerturbationModel):
         """Not defined: the conditional VAE has no perturbation embeddings. Raises ValueError."""
         raise ValueError(NO_GLOBALS.format(what="perturbation embeddings"))
 
-    def get_latent_representation(self, adata=None, *, kind: str = "basal", **kwargs) -> np.ndarray:
+    def get_latent_representation(self, adata=None, *, kind: LatentKind = "basal", **kwargs) -> np.ndarray:
         """Posterior mean z per cell, (N, K); ``kind="perturbed"`` does not apply (d enters the decoder)."""
         if kind == "perturbed":
             raise ValueError(NO_GLOBALS.format(what="perturbed latent state") + " Use kind='basal'.")

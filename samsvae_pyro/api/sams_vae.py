@@ -1,4 +1,4 @@
-"""SAMSVAE: the user-facing SAMS-VAE (spec sections 1 to 3).
+"""SAMSVAE: the user-facing SAMS-VAE (docs/model.md, sections 1 to 3).
 
 Example
 -------
@@ -13,6 +13,9 @@ Example
 
 from __future__ import annotations
 
+from anndata import AnnData
+
+from samsvae_pyro._typing import GuideFactory, Likelihood, MaskPrior, SAMSGuideName
 from samsvae_pyro.api.base import PerturbationModel
 from samsvae_pyro.defaults import N_HIDDEN, N_LATENT, mask_prior_prob as default_mask_prior_prob
 from samsvae_pyro.models import SAMSVAEModel
@@ -42,9 +45,9 @@ class SAMSVAE(PerturbationModel):
         ``embedding_prior_scale``, ``guide_kwargs``, ``device``.
     """
 
-    def __init__(self, adata, *, n_latent: int = N_LATENT, guide="correlated", likelihood: str = "nb",
-                 mask_prior: str = "bernoulli", mask_prior_prob: float | None = None, n_hidden: int = N_HIDDEN,
-                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata: AnnData, *, n_latent: int = N_LATENT, guide: SAMSGuideName | GuideFactory = "correlated",
+                 likelihood: Likelihood = "nb", mask_prior: MaskPrior = "bernoulli", mask_prior_prob: float | None = None,
+                 n_hidden: int = N_HIDDEN, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         if mask_prior_prob is None:
             mask_prior_prob = default_mask_prior_prob(n_latent)
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood,

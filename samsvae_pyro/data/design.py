@@ -1,9 +1,9 @@
-"""The perturbation design: AnnData -> validated :class:`PerturbationData` (spec sections 1, 6).
+"""The perturbation design: AnnData -> validated :class:`PerturbationData` (docs/model.md, sections 1, 6).
 
 :func:`build_perturbation_data` reads counts, condition labels and splits from an AnnData,
 validates them, and returns everything the models consume: counts (sparse stays sparse), the
 dosage matrix D, the vocabulary, library sizes, splits, and per-gene normalisation statistics of
-the training cells (the encoder input x~ = (log(1 + x) - mean_train) / sd_train of spec
+the training cells (the encoder input x~ = (log(1 + x) - mean_train) / sd_train of docs/model.md,
 section 2).
 
 Memory: the count matrix is never densified. A CSR float32 input is used as is (no copy: the
@@ -13,7 +13,7 @@ formats are converted to CSR (copy); a dense input is converted with ``np.asarra
 float32)`` (no copy if already float32). Re-ordering genes to match a ``reference`` copies the
 matrix. Validation and statistics run over row chunks or slices of ``.data``.
 
-Deliberate choices beyond the spec:
+Deliberate choices beyond the paper:
 
 - ``count_data=False`` (continuous data for the "normal" likelihood, e.g. the paper simulation)
   skips the non-negative and integer checks, and the statistics are of x itself
@@ -161,7 +161,7 @@ class PerturbationData:
         return np.ones(self.n_cells, dtype=bool) if split is None else self.split == split
 
     def cells_per_perturbation(self, split: str | None = "train") -> np.ndarray:
-        """(T,) number of cells of ``split`` (all cells if None) with d_t != 0 (N_t of spec 3)."""
+        """(T,) number of cells of ``split`` (all cells if None) with d_t != 0 (N_t of docs/model.md, section 3)."""
         rows = self.dosages[np.flatnonzero(self._mask(split))]
         return np.bincount(rows.indices[rows.data != 0], minlength=self.n_perturbations)
 
@@ -244,7 +244,7 @@ def build_perturbation_data(
     split_seed
         Seed of the random split.
     encoding
-        ``"sum"`` or ``"unique"`` (spec section 1).
+        ``"sum"`` or ``"unique"`` (docs/model.md, section 1).
     count_data
         Whether the values are raw counts (validated as non-negative integers of at most 2^24, float16
         only below 2,048; statistics of log(1 + x)); ``False`` for continuous data and the "normal"

@@ -1,4 +1,4 @@
-"""Perturbation labels and the perturbation vocabulary (spec section 1, "sum" and "unique").
+"""Perturbation labels and the perturbation vocabulary (docs/model.md, section 1, "sum" and "unique").
 
 A condition label such as ``"B+A"`` names the perturbations a cell received. It is parsed into
 its *members*, a sorted tuple without duplicates (``("A", "B")``); a control cell has no
@@ -9,7 +9,7 @@ members (``()``). The :class:`PerturbationVocabulary` turns members into the dos
 - ``"unique"``: one column per distinct non-control combination, named by its canonical label;
   every condition is a one-hot row.
 
-Deliberate choices beyond the spec:
+Deliberate choices beyond the paper:
 
 - A member equal to the control label is dropped, so GEARS-style labels ("A+ctrl" with
   ``control_label="ctrl"``) read as the single "A" and "ctrl+ctrl" as a control.

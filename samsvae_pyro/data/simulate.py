@@ -1,6 +1,6 @@
-"""Simulated perturbation screens with known sparse mechanisms (spec section 6).
+"""Simulated perturbation screens with known sparse mechanisms (docs/model.md, section 6).
 
-Both generators share the SAMS-VAE latent structure (spec section 1):
+Both generators share the SAMS-VAE latent structure (docs/model.md, section 1):
 
     m_tk ~ Bernoulli(mask_prob),  e_tk = s_tk * Normal(effect_mean, effect_sd), s_tk = +-1,
     z_i = z_basal_i + sum_t d_it (m_t * e_t),  z_basal_i ~ Normal(0, I_K),
@@ -14,7 +14,7 @@ initial weights (QR of a Gaussian matrix), then a bias-free linear map to the G 
 - :func:`simulate_counts` turns h(z) into negative binomial counts with a realistic library-size
   spread and a "non-targeting" control group, optionally with double perturbations.
 
-Choices where the spec is silent: "4 layers x 50 units" is read as four hidden layers followed
+Choices where the paper is silent: "4 layers x 50 units" is read as four hidden layers followed
 by a linear output layer; the paper simulation gets 500/100/100 "control" cells by default (the
 model does not need them, the design checks and data ATEs do); the count simulation gives every
 perturbation at least one active latent dimension.
@@ -214,7 +214,7 @@ def simulate_paper(
     n_double: int = 0,
     seed: int = 0,
 ) -> AnnData:
-    """The paper's SAMS-VAE simulation for mask recovery (spec section 6).
+    """The paper's SAMS-VAE simulation for mask recovery (docs/model.md, section 6).
 
     x_i = h(z_i) / sd_g + eps_i, eps ~ Normal(0, 0.25 I): after division by its per-gene sd
     (over all simulated cells) the mean has unit variance, so the noise holds 0.25 / 1.25 = 20%

@@ -1,4 +1,4 @@
-"""Library-size negative binomial over genes (spec section 1, likelihood "nb").
+"""Library-size negative binomial over genes (docs/model.md, section 1, likelihood "nb").
 
 x_g ~ NB(mean mu_g = l * softmax(logits)_g, inverse dispersion theta_g). ``log_prob`` splits into a
 part that depends only on (x, theta), computed once per cell, and a part that depends on the decoder

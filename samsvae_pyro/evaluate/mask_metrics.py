@@ -1,10 +1,10 @@
-"""Mask and latent recovery scores for simulations with a known truth (spec section 5, "Simulation scoring").
+"""Mask and latent recovery scores for simulations with a known truth (docs/model.md, section 5, "Simulation scoring").
 
 The latent dimensions of a fitted model are identified only up to permutation, so every score first
 matches true to estimated dimensions with the Hungarian algorithm
 (:func:`scipy.optimize.linear_sum_assignment`, rectangular when the numbers of dimensions differ).
 
-- Thresholded scores (the spec's): the estimated mask is q(m) > threshold; the matching maximises the
+- Thresholded scores (the paper's): the estimated mask is q(m) > threshold; the matching maximises the
   true positives; precision = TP / |M_est|, recall = TP / |M_true|, F1 = 2 TP / (|M_est| + |M_true|),
   where |M_est| counts every estimated-on entry, matched dimension or not.
 - Threshold-free score (added): the matching maximises the soft agreement
@@ -66,7 +66,7 @@ def mask_recovery(
     (1.0, 1.0)
     """
     if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold={threshold!r} must lie in [0, 1); the spec uses 0.5.")
+        raise ValueError(f"threshold={threshold!r} must lie in [0, 1); the paper uses 0.5.")
     true, prob = _mask_arrays(true_mask, mask_prob)
     estimated = (prob > threshold).astype(float)
     positives = true.T @ estimated  # (K_true, K_est)

@@ -1,4 +1,4 @@
-"""Metrics between predicted and true ATE matrices, and between cell sets (spec sections 5 and 8).
+"""Metrics between predicted and true ATE matrices, and between cell sets (docs/model.md, sections 5 and 8).
 
 Section 5 (the paper): Pearson r and R^2 of the flattened (conditions x genes) ATE matrices, on all
 genes and on each condition's top-20 genes by |true ATE|, for all conditions and per split.

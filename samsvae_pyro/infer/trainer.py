@@ -1,4 +1,4 @@
-"""The one SVI training loop every model family uses (spec section 3).
+"""The one SVI training loop every model family uses (docs/model.md, section 3).
 
 Adam with weight decay, global gradient-norm clipping, validation every ``val_every`` steps with the
 best checkpoint kept in memory and restored at the end, optional early stopping, a clear error on a

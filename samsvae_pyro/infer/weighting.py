@@ -1,4 +1,4 @@
-"""Minibatch weighting of the ELBO terms, as Pyro handlers (spec section 3).
+"""Minibatch weighting of the ELBO terms, as Pyro handlers (docs/model.md, section 3).
 
 Both are unbiased for the full-data ELBO:
 

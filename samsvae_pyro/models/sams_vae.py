@@ -1,4 +1,4 @@
-"""SAMS-VAE generative model (spec section 1).
+"""SAMS-VAE generative model (docs/model.md, section 1).
 
 Deviations from the authors' code: none in the model. The "poisson" likelihood is library-scaled
 (see :mod:`samsvae_pyro.nn.likelihoods`).

@@ -12,10 +12,13 @@ imports it.
 - :mod:`.sweep`: every combination of a config's listed values, aggregated; :mod:`.compare`: the
   paper-style table of run directories.
 
+Each name's module is imported on first use, so that the command line's ``--help`` stays light.
+
 Examples
 --------
 >>> import tempfile
 >>> from samsvae_pyro import SAMSVAE, simulate_counts
+>>> from samsvae_pyro.runs import load_run, train_run
 >>> adata = simulate_counts(n_perturbations=3, cells_per_perturbation=20, n_genes=8, n_ate_samples=10)
 >>> SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting")
 >>> model = SAMSVAE(adata, n_latent=2, n_hidden=8, device="cpu")
@@ -27,14 +30,38 @@ Examples
 ('SAMSVAE', 2, True)
 """
 
-from samsvae_pyro.runs.compare import comparison_table, relative_iwelbo, write_table
-from samsvae_pyro.runs.config import apply_overrides, load_config, parse_overrides, resolve_config
-from samsvae_pyro.runs.evaluation import evaluate_run
-from samsvae_pyro.runs.experiment import build_model, load_experiment_run, open_run, prepare_data, read_run_config
-from samsvae_pyro.runs.interpretation import interpret_run
-from samsvae_pyro.runs.layout import load_run, read_metrics, save_run
-from samsvae_pyro.runs.sweep import expand_grid, plan_sweep, run_sweep, summarise
-from samsvae_pyro.runs.train import demo_data, resume_run, run_config, run_demo, train_anndata, train_run
+from typing import TYPE_CHECKING
+
+from samsvae_pyro._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["comparison_table", "relative_iwelbo", "write_table"], "samsvae_pyro.runs.compare"),
+    **dict.fromkeys(
+        ["apply_overrides", "load_config", "parse_overrides", "resolve_config"],
+        "samsvae_pyro.runs.config",
+    ),
+    **dict.fromkeys(["evaluate_run"], "samsvae_pyro.runs.evaluation"),
+    **dict.fromkeys(
+        ["build_model", "load_experiment_run", "open_run", "prepare_data", "read_run_config"],
+        "samsvae_pyro.runs.experiment",
+    ),
+    **dict.fromkeys(["interpret_run"], "samsvae_pyro.runs.interpretation"),
+    **dict.fromkeys(["load_run", "read_metrics", "save_run"], "samsvae_pyro.runs.layout"),
+    **dict.fromkeys(["expand_grid", "plan_sweep", "run_sweep", "summarise"], "samsvae_pyro.runs.sweep"),
+    **dict.fromkeys(["demo_data", "resume_run", "run_config", "run_demo", "train_anndata", "train_run"],
+                   "samsvae_pyro.runs.train"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from samsvae_pyro.runs.compare import comparison_table, relative_iwelbo, write_table
+    from samsvae_pyro.runs.config import apply_overrides, load_config, parse_overrides, resolve_config
+    from samsvae_pyro.runs.evaluation import evaluate_run
+    from samsvae_pyro.runs.experiment import build_model, load_experiment_run, open_run, prepare_data, read_run_config
+    from samsvae_pyro.runs.interpretation import interpret_run
+    from samsvae_pyro.runs.layout import load_run, read_metrics, save_run
+    from samsvae_pyro.runs.sweep import expand_grid, plan_sweep, run_sweep, summarise
+    from samsvae_pyro.runs.train import demo_data, resume_run, run_config, run_demo, train_anndata, train_run
 
 __all__ = [
     "apply_overrides", "build_model", "comparison_table", "demo_data", "evaluate_run", "expand_grid",

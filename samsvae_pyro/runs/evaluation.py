@@ -1,4 +1,4 @@
-"""The evaluation report of a trained model (issue "Evaluation", item 7; spec sections 5 and 8).
+"""The evaluation report of a trained model (issue "Evaluation", item 7; docs/model.md, sections 5 and 8).
 
 :func:`evaluate_run` runs every evaluation that applies to a trained model and writes it to one
 directory:
@@ -18,7 +18,7 @@ failing.
 
 Choices beyond the issue text:
 
-- The data ATE uses every cell (spec section 5); conditions are scored per subset: all, those with
+- The data ATE uses every cell (docs/model.md, section 5); conditions are scored per subset: all, those with
   cells in each split (train / val / test), and "unseen", the conditions without training cells
   (e.g. held-out combinations), when there are any.
 - Count models use the "perturbseq" ATE; a "normal"-likelihood model (continuous data) uses the
@@ -54,13 +54,16 @@ from samsvae_pyro.evaluate.baselines import (
 )
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery
 from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_condition_metrics
-from samsvae_pyro.files import write_text
 from samsvae_pyro.evaluate.plots import (
+    ATE_UNIT,
     plot_ate_scatter,
     plot_mask_heatmap,
     plot_metric_distribution,
     plot_training_curves,
 )
+from samsvae_pyro.device import torch_threads
+from samsvae_pyro.files import write_text
+from samsvae_pyro.runs.findings import TOP_GENES, report_warnings, top_genes_table, top_responding_genes
 from samsvae_pyro.runs.layout import (
     ATE_DATA,
     ATE_MODEL,
@@ -105,9 +108,9 @@ def evaluate_run(
         :func:`~samsvae_pyro.data.simulate_paper`: "mask" and "perturbations" give mask recovery, "true_ate"
         and "true_ate_conditions" give interval coverage. ``None`` skips both.
     n_particles
-        Particles of the held-out IWELBO (spec: 100).
+        Particles of the held-out IWELBO (paper: 100).
     ate_draws, ate_samples_per_draw
-        Global posterior draws of the model ATE and (z_basal, x) samples per draw (spec: 50 x 50 = 2500).
+        Global posterior draws of the model ATE and (z_basal, x) samples per draw (paper: 50 x 50 = 2500).
     top_k
         Genes per condition, largest |data ATE| first, of the "top" metrics.
     plots
@@ -135,7 +138,13 @@ def evaluate_run(
     >>> sorted(report["ate"])
     ['additive', 'control_mean', 'linear', 'model', 'subsets', 'training_mean']
     """
-    out = Path(output_dir)
+    with torch_threads(model.threads):
+        return _evaluate(model, Path(output_dir), truth=truth, n_particles=n_particles, ate_draws=ate_draws,
+                         ate_samples_per_draw=ate_samples_per_draw, top_k=top_k, plots=plots, seed=seed)
+
+
+def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] | None, n_particles: int,
+              ate_draws: int, ate_samples_per_draw: int, top_k: int, plots: bool, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     method = ate_method(model.model.head.is_count)
     report: dict[str, Any] = {
@@ -149,8 +158,11 @@ def evaluate_run(
     report["ate"] = _ate_section(model, ates, method=method, top_k=top_k)
     report["per_condition"] = _per_condition_section(ates, out, top_k=top_k)
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
-    report["plots"] = _plots(model, ates, mask, out, top_k=top_k) if plots else {"skipped": "plots=False"}
+    report["plots"] = (_plots(model, ates, mask, out, top_k=top_k, method=method) if plots
+                       else {"skipped": "plots=False"})
+    report["top_genes"] = _top_genes_section(ates, out)
     report = jsonable(report)
+    report["warnings"] = report_warnings(report)
     write_json(report, out / METRICS)
     write_text(out / METRICS_MD, markdown_report(report))
     return report
@@ -162,9 +174,12 @@ def evaluate_run(
 def _model_summary(model: PerturbationModel) -> dict:
     data, history = model.data, getattr(model, "history", None)
     guide = model.guide_spec if isinstance(model.guide_spec, str) else type(model.guide).__name__
+    if history is not None and len(history):
+        steps = int(history["step"].max())
+    else:  # a loaded model keeps its trainer state; one that was never trained has none
+        steps = int(model.trainer_state["counters"][0]) if model.trainer_state else 0
     return {"class": type(model).__name__, "guide": guide, "n_cells": data.n_cells, "n_genes": data.n_genes,
-            "n_perturbations": data.n_perturbations,
-            "trained_steps": int(history["step"].max()) if history is not None and len(history) else None}
+            "n_perturbations": data.n_perturbations, "trained_steps": steps}
 
 
 def _iwelbo_section(model: PerturbationModel, out: Path, *, n_particles: int, seed: int) -> dict:
@@ -223,14 +238,24 @@ def _baseline_makers(design: Any, data: AnnData, method: str) -> dict[str, Calla
 
 
 def _subsets(data: AnnData, columns: tuple[str, ...]) -> dict:
-    """Size and meaning of each condition subset; ``same_as_all`` when it holds every condition."""
-    subsets = {"all": {"n_conditions": data.n_obs, "description": "every condition", "same_as_all": True}}
+    """Size and meaning of each condition subset; ``same_as_all`` when it holds every condition, ``same_as``
+    the first earlier subset with exactly the same conditions (its scores would repeat that one's; never
+    for the held-out subset), and for the conditions without training cells their labels."""
+    subsets = {"all": {"n_conditions": data.n_obs, "description": "every condition", "same_as_all": True,
+                       "same_as": None}}
+    seen = {"all": np.ones(data.n_obs, dtype=bool)}
     for column in columns:
         members = data.obs[column].to_numpy(dtype=bool)
+        name = column.removeprefix("in_")
         described = ("conditions without training cells" if column == UNSEEN
-                     else f"conditions with cells in the {column.removeprefix('in_')} split")
-        subsets[column.removeprefix("in_")] = {"n_conditions": int(members.sum()), "description": described,
-                                               "same_as_all": bool(members.all())}
+                     else f"conditions with cells in the {name} split")
+        same = None if column == UNSEEN else next(  # the held-out conditions keep their own row
+            (earlier for earlier, held in seen.items() if np.array_equal(held, members)), None)
+        subsets[name] = {"n_conditions": int(members.sum()), "description": described,
+                         "same_as_all": bool(members.all()), "same_as": same if members.any() else None}
+        if column == UNSEEN:
+            subsets[name]["conditions"] = [str(c) for c in data.obs_names[members]]
+        seen[name] = members
     return subsets
 
 
@@ -247,6 +272,15 @@ def _per_condition_section(ates: dict, out: Path, *, top_k: int) -> dict:
     ates["per_condition"] = table
     write_csv(table, out / PER_CONDITION)
     return {"file": PER_CONDITION, "mean": table.mean().to_dict(), "median": table.median().to_dict()}
+
+
+def _top_genes_section(ates: dict, out: Path, *, shown: int = 20) -> list[dict] | dict:
+    """Every condition's top responding genes to ``top_genes.csv``; the first ``shown`` (held-out first) kept."""
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    rows = top_responding_genes(ates["data"], ates["model"], n_conditions=None)
+    write_csv(top_genes_table(rows).set_index("condition"), out / TOP_GENES)
+    return rows[:shown]
 
 
 def _mask_probabilities(model: PerturbationModel) -> pd.DataFrame | str:
@@ -312,10 +346,12 @@ def _true_ate_problem(model: PerturbationModel, ates: dict, truth: Mapping[str, 
     return None
 
 
-def _plots(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int) -> dict:
+def _plots(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int,
+           method: str) -> dict:
     """Write the PNG plots that apply; each entry is a file name or ``{"skipped": reason}``."""
+    unit = ATE_UNIT if method == "perturbseq" else "difference of mean values"
     makers = {
-        "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k),
+        "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k, unit=unit),
         "per_condition_metrics": lambda path: plot_metric_distribution(ates["per_condition"], path),
         "mask_heatmap": lambda path: _plot_mask(mask, path),
         "training_curves": lambda path: _plot_history(getattr(model, "history", None), path),

@@ -25,7 +25,7 @@ from samsvae_pyro.data import (
     random_split,
 )
 from samsvae_pyro.runs.config import SIMULATORS, model_class
-from samsvae_pyro.runs.layout import EXPERIMENT, MODEL_FILES, load_run
+from samsvae_pyro.runs.layout import EXPERIMENT, MODEL_FILES, check_saved_run, load_run
 
 SPLIT_COLUMN = "experiment_split"  # obs column the config's split is written to
 _NORMAN_SPLITS = {"norman_ood": norman_ood_split, "norman_data_efficiency": norman_data_efficiency_split}
@@ -130,9 +130,6 @@ def open_run(run_dir: str | Path, adata_path: str | Path | None, *,
     of ``train --config`` / ``sweep`` when ``adata_path`` is None."""
     if adata_path is None:
         return load_experiment_run(run_dir, device=device)
-    missing = [name for name in MODEL_FILES if not (Path(run_dir) / name).is_file()]
-    if missing:  # before reading a possibly large .h5ad
-        raise FileNotFoundError(f"{run_dir} is not a saved run ({', '.join(missing)} missing); "
-                                "create one with `samsvae train` or `samsvae demo`.")
+    check_saved_run(run_dir)  # before reading a possibly large .h5ad
     adata = read_h5ad(adata_path)
     return load_run(run_dir, adata, device=device), adata

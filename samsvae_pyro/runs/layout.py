@@ -1,19 +1,14 @@
 """A run directory: the name of every file in it, and the one ``save_run`` / ``load_run``.
 
-========================  =================================================================  ======================
-file                      content                                                            written by
-========================  =================================================================  ======================
-``config.json``           how to rebuild the model (class, arguments, guide, setup, design,  :func:`save_run`
-                          checksum of the checkpoint)
-``checkpoint.pt``         parameters and trainer state (best-validation parameters)          :func:`save_run`
-``history.csv``           step, training and validation loss                                 :func:`save_run`
-``experiment.yaml``       the resolved experiment config (runs of a config only)              :mod:`.train`
-``metrics.json`` / .md    the evaluation report; a finished run is one with metrics          :mod:`.evaluation`
-``iwelbo_per_cell.csv``,  per-cell IWELBO, per-condition metrics, data and model ATE, plots   :mod:`.evaluation`
-``per_condition_metrics.csv``, ``ate_data.h5ad``, ``ate_model.h5ad``, ``*.png``
-``interpret.json``, CSV   the latent-structure analysis                                      :mod:`.interpretation`
-``predictions.h5ad``      ``samsvae predict``'s default output                                the CLI
-========================  =================================================================  ======================
+- ``config.json`` (how to rebuild the model: class, arguments, guide, setup, design, checksum of the
+  checkpoint), ``checkpoint.pt`` (parameters of the best validation loss, trainer state), ``history.csv``
+  (step, training and validation loss): :func:`save_run`;
+- ``experiment.yaml``: the resolved experiment config, for runs of a config (:mod:`.train`);
+- ``metrics.json``, ``metrics.md``, ``iwelbo_per_cell.csv``, ``per_condition_metrics.csv``,
+  ``ate_data.h5ad``, ``ate_model.h5ad`` and PNG plots: the evaluation report (:mod:`.evaluation`); a
+  finished run is one with ``metrics.json``;
+- ``interpret.json`` and its CSV tables and plots: the latent-structure analysis (:mod:`.interpretation`);
+- ``predictions.h5ad``: ``samsvae predict``'s default output.
 
 A sweep directory (:mod:`.sweep`) holds ``sweep.yaml``, ``runs.csv``, ``summary.csv``, ``summary.md`` and
 one run directory per run under ``runs/``.
@@ -73,11 +68,7 @@ def load_run(run_dir: str | os.PathLike, adata: AnnData, *, guide: Callable | to
     ``guide``: the same factory again, for a run saved with a custom guide. Missing or damaged files raise
     :class:`~samsvae_pyro.api.SavedModelError` (a ValueError) naming the file.
     """
-    run_dir = Path(run_dir)
-    missing = [name for name in MODEL_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise SavedModelError(f"{run_dir} is not a saved run ({', '.join(missing)} missing); create one with "
-                              "`samsvae train` or `samsvae demo`.")
+    run_dir = check_saved_run(run_dir)
     name = read_model_config(run_dir)["class"]
     if name not in FAMILIES:
         raise SavedModelError(f"{run_dir / MODEL_CONFIG} names the model class {name!r}; known: {sorted(FAMILIES)}.")
@@ -85,6 +76,16 @@ def load_run(run_dir: str | os.PathLike, adata: AnnData, *, guide: Callable | to
     if (run_dir / HISTORY).is_file():
         model.history = pd.read_csv(run_dir / HISTORY)
     return model
+
+
+def check_saved_run(run_dir: str | os.PathLike) -> Path:
+    """``run_dir``, if it holds a saved model; :class:`~samsvae_pyro.api.SavedModelError` naming what is missing."""
+    run_dir = Path(run_dir)
+    missing = [name for name in MODEL_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise SavedModelError(f"{run_dir} is not a saved run ({', '.join(missing)} missing); create one with "
+                              "`samsvae train` or `samsvae demo`.")
+    return run_dir
 
 
 def read_metrics(run_dir: str | os.PathLike) -> dict:
