@@ -26,7 +26,10 @@ _EXPORTS = {
         ["decoder_response", "genes_per_dim", "perturbations_per_dim"],
         "samsvae_pyro.evaluate.latent_dims",
     ),
-    **dict.fromkeys(["mask_recovery", "mean_correlation_coefficient"], "samsvae_pyro.evaluate.mask_metrics"),
+    **dict.fromkeys(
+        ["effect_residuals", "identifiable_latents", "mask_recovery", "mean_correlation_coefficient"],
+        "samsvae_pyro.evaluate.mask_metrics",
+    ),
     **dict.fromkeys(
         ["ate_metrics", "energy_distance", "interval_coverage", "per_condition_metrics"],
         "samsvae_pyro.evaluate.metrics",
@@ -54,7 +57,9 @@ if TYPE_CHECKING:
     )
     from samsvae_pyro.evaluate.effects import posterior_effects
     from samsvae_pyro.evaluate.latent_dims import decoder_response, genes_per_dim, perturbations_per_dim
-    from samsvae_pyro.evaluate.mask_metrics import mask_recovery, mean_correlation_coefficient
+    from samsvae_pyro.evaluate.mask_metrics import (
+        effect_residuals, identifiable_latents, mask_recovery, mean_correlation_coefficient,
+    )
     from samsvae_pyro.evaluate.metrics import (
         ate_metrics,
         energy_distance,

@@ -12,9 +12,10 @@ one. Three moves, each a hook of :class:`~samsvae_pyro.infer.SVITrainer` (``hook
   each entry's signal-to-noise ratio.
 * :class:`FreezeMask`: threshold q(m) at 0.5, fix the mask, and refit everything else.
 
-A hook may define ``configure_optimizer(trainer)`` (once, at construction), ``before_step(trainer)``, ``penalty(trainer) -> Tensor | None`` (added to the loss
-being minimised) and ``after_step(trainer)``. :func:`sparse_mask_hooks` assembles the recipe that
-``train(inference="sparse")`` runs. Hooks keep their own state (the multiplier) outside checkpoints.
+A hook may define ``configure_optimizer(trainer)`` (once, at construction), ``before_step(trainer)``,
+``penalty(trainer) -> Tensor | None`` (added to the loss being minimised) and ``after_step(trainer)``.
+:func:`sparse_mask_hooks` assembles the recipe that ``train(inference="sparse")`` runs. Hooks keep their
+own state (the multiplier) outside checkpoints: run the recipe within one ``train`` call.
 """
 
 from __future__ import annotations

@@ -93,8 +93,9 @@ class SVITrainer:
         ``None``: ``lr`` for everything.
     hooks
         Objects changing the optimisation itself (see :mod:`samsvae_pyro.infer.sparse_mask`): each may
-        define ``configure_optimizer(trainer)`` (once, here), ``before_step(trainer)``, ``penalty(trainer)`` (a scalar tensor or ``None``, added to the
-        minimised loss; the reported loss stays the -ELBO) and ``after_step(trainer)``.
+        define ``configure_optimizer(trainer)`` (once, here), ``before_step(trainer)``, ``penalty(trainer)``
+        (a scalar tensor or ``None``, added to the minimised loss; the reported loss stays the -ELBO) and
+        ``after_step(trainer)``.
     replicas
         The collectives of a data-parallel run (:class:`~samsvae_pyro.infer.distributed.Replicas`);
         ``None``: one process.

@@ -27,7 +27,8 @@ def _pair(guide_class, subtract_offset: bool, isotropic: bool):
             if p.ndim == 2 and p is not guide.mask.logits:
                 p.add_(0.3 * torch.randn_like(p))
         if isotropic:
-            heads = [guide.encoder.net.output] + ([guide.embedding_net.output] if hasattr(guide, "embedding_net") else [])
+            heads = [guide.encoder.net.output]
+            heads += [guide.embedding_net.output] if hasattr(guide, "embedding_net") else []
             for head in heads:
                 head.weight[K:].zero_()
                 head.bias[K:].fill_(-1.0)
@@ -84,7 +85,7 @@ def test_sparse_rotation_undoes_a_rotation_of_sparse_effects():
     truth[np.arange(4), np.arange(4)] = 3.0
     truth = torch.as_tensor(truth)
     q = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64))[0]
-    recovered = truth @ q @ sparse_rotation(truth @ q, restarts=16)
+    recovered = truth @ q @ sparse_rotation(truth @ q, restarts=6)
     # the same sparse matrix up to signed permutation of the columns: every entry is 0 or +-3
     assert torch.allclose(recovered.abs().round(), recovered.abs(), atol=0.02)
     assert int((recovered.abs() > 1.5).sum()) == int((truth != 0).sum())
@@ -136,3 +137,13 @@ def test_inference_option_is_checked_before_training_and_freezes_a_hard_mask(reg
     q = model.mask_probabilities().to_numpy()
     assert np.minimum(q, 1 - q).max() < 1e-4  # frozen: every entry surely on or surely off
     assert model.trainer.best_step > 14  # the checkpoint kept is one after the freeze
+
+
+def test_a_config_or_the_command_line_reaches_the_option():
+    from samsvae_pyro.runs.config import parse_overrides, resolve_config
+
+    config = {"data": {"source": "simulate_counts", "setup": {"perturbation_key": "perturbation"}}}
+    overrides = parse_overrides(["train.inference=sparse"])  # samsvae train --config FILE --set train.inference=sparse
+    assert resolve_config(config, overrides)["train"]["inference"] == "sparse"
+    assert resolve_config(config, parse_overrides(["train.inference={target: 0.2}"]))["train"]["inference"] == {
+        "target": 0.2}
