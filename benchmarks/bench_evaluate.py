@@ -9,7 +9,7 @@ At the training benchmark's model size (n_latent 100, one hidden layer of 400, n
 
 Usage
 -----
-    python benchmarks/bench_evaluate.py [--threads 2] [--iwelbo-batch 64] [--guide correlated]
+    python benchmarks/bench_evaluate.py [--threads 2] [--iwelbo-batch 64] [--guide correlated] [--device cuda]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 
-def build(guide: str, n_cells: int):
+def build(guide: str, n_cells: int, device: str = "cpu"):
     import anndata as ad
     import scipy.sparse as sp
 
@@ -37,7 +37,7 @@ def build(guide: str, n_cells: int):
     adata.obs_names = [f"c{i}" for i in range(n_cells)]
     adata.var_names = [f"g{i}" for i in range(2000)]
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="ctrl", split_key="split")
-    return SAMSVAE(adata, n_latent=100, n_hidden=400, guide=guide, device="cpu")
+    return SAMSVAE(adata, n_latent=100, n_hidden=400, guide=guide, device=device)
 
 
 def main() -> None:
@@ -45,19 +45,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--guide", default="correlated")
     parser.add_argument("--iwelbo-batch", type=int, default=64)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = build(args.guide, 16000)
+    model = build(args.guide, 16000, args.device)
     start = time.perf_counter()
     values = model.iwelbo(split="test", n_particles=100, batch_size=args.iwelbo_batch)
     iwelbo_s = time.perf_counter() - start
     start = time.perf_counter()
     ate = model.model_ate(n_global_draws=50, samples_per_draw=50)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
     ate_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"IWELBO: {len(values)} cells x 100 particles: {iwelbo_s:.1f} s ({len(values) / iwelbo_s:.0f} cells/s)")
     print(f"model ATE: {ate.n_obs} perturbations x {ate.n_vars} genes x 2,500 particles: {ate_s:.1f} s")
-    print(f"peak RSS: {peak:.0f} MiB (guide {args.guide}, {args.threads} threads)")
+    print(f"peak RSS: {peak:.0f} MiB (guide {args.guide}, {args.threads} threads, device {args.device})")
+    if args.device == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

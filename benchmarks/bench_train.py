@@ -18,6 +18,7 @@ Usage
     python benchmarks/bench_train.py                     # both guides + reference, 50 steps
     python benchmarks/bench_train.py --guide mean_field --steps 30 --threads 2 --repeats 3
     python benchmarks/bench_train.py --profile correlated  # torch.profiler table of 5 steps
+    python benchmarks/bench_train.py --device cuda --no-reference  # on a GPU (see benchmarks/gpu.sh)
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ def machine_busy_seconds() -> float:
 
 
 def stamp() -> tuple[float, float, float]:
-    """(wall-clock, CPU time of this process's threads, CPU time of the whole machine) now."""
+    """(wall-clock, CPU time of this process's threads, CPU time of the whole machine) now (after the GPU's queue)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return time.perf_counter(), time.process_time(), machine_busy_seconds()
 
 
@@ -92,17 +97,17 @@ def summarise(stamps: list[tuple[float, float, float]], warmup: int, batch_size:
 
 
 # ---------------------------------------------------------------------------------------------- pyro
-def build_pyro(adata, guide: str):
+def build_pyro(adata, guide: str, device: str = "cpu"):
     from samsvae_pyro import SAMSVAE
 
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting",
                           split_key="split")
     return SAMSVAE(adata, n_latent=N_LATENT, n_hidden=N_HIDDEN, n_layers=1, likelihood="nb", guide=guide,
-                   device="cpu")
+                   device=device)
 
 
 def run_pyro(adata, guide: str, args) -> dict:
-    model = build_pyro(adata, guide)
+    model = build_pyro(adata, guide, args.device)
     stamps: list[tuple[float, float]] = []
     model.train(max_steps=args.steps, batch_size=args.batch_size, n_particles=args.particles,
                 estimator="trace", val_every=10**9, progress=False, seed=0,
@@ -276,6 +281,7 @@ def worker(args) -> None:
         return
     result = (run_pyro if kind == "pyro" else run_reference)(adata, guide, args)
     result["peak_rss_mib"] = peak_rss_mib()
+    result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else 0.0
     result["package"] = str(Path(sys.modules["samsvae_pyro"].__file__).resolve().parent)
     print("RESULT " + json.dumps(result))
 
@@ -289,7 +295,7 @@ def spawn(config: str, args) -> dict:
         env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")])
     cmd = [sys.executable, __file__, "--worker", f"{kind}:{guide}", "--steps", str(args.steps),
            "--threads", str(args.threads), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
-           "--particles", str(args.particles), "--data", str(args.data)]
+           "--particles", str(args.particles), "--data", str(args.data), "--device", args.device]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     if "@" in config and not result["package"].startswith(str(Path(path).resolve())):
@@ -312,6 +318,8 @@ def main(argv=None) -> None:
                    help="environment variable for the worker processes, e.g. OMP_WAIT_POLICY=PASSIVE (repeatable)")
     p.add_argument("--compare", action="append", default=[], metavar="DIR",
                    help="also time the samsvae_pyro package found in DIR, e.g. an export of another commit (repeatable)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the Pyro model trains (cuda: also peak GPU memory; the reference stays on CPU)")
     p.add_argument("--profile", choices=GUIDES, help="print a torch.profiler table for this guide and exit")
     p.add_argument("--verify", action="store_true",
                    help="check that x is never sampled, the NB data terms are per cell and the encoder's "
@@ -332,7 +340,8 @@ def main(argv=None) -> None:
         print(f"simulating the dataset into {args.data} ...", flush=True)
         make_data(args.data)
     guides = GUIDES if args.guide == "all" else (args.guide,)
-    configs = [f"pyro:{g}" for g in guides] + ([] if args.no_reference else [f"reference:{g}" for g in guides])
+    reference = not args.no_reference and args.device == "cpu"
+    configs = [f"pyro:{g}" for g in guides] + ([f"reference:{g}" for g in guides] if reference else [])
     configs += [f"pyro@{path}:{g}" for path in args.compare for g in guides]
     results: dict[str, list[dict]] = {config: [] for config in configs}
     for _ in range(args.repeats):  # round robin, so that every configuration sees the same machine load
@@ -340,7 +349,8 @@ def main(argv=None) -> None:
             results[config].append(spawn(config, args))
             r = results[config][-1]
             print(f"  {config}: {r['s_per_step']:.4f} s/step, CPU {r['cpu_s_per_step']:.3f} s/step, "
-                  f"{r['peak_rss_mib']:.0f} MiB, other work {r['other_cores']:.1f} cores", file=sys.stderr, flush=True)
+                  f"{r['peak_rss_mib']:.0f} MiB, peak GPU {r.get('peak_gpu_mib', 0.0):.0f} MiB, "
+                  f"other work {r['other_cores']:.1f} cores", file=sys.stderr, flush=True)
     rows = []
     for config, runs in results.items():
         s = statistics.median(r["s_per_step"] for r in runs)

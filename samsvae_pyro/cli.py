@@ -137,6 +137,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from samsvae_pyro.runs.experiment import read_h5ad
     from samsvae_pyro.runs.train import check_run_dir, train_anndata
 
+    if args.resume:
+        return _resume(args)
     if args.config:
         return _train_config(args)
     if args.adata is None:
@@ -155,7 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                  device=args.device, seed=args.seed, threads=args.threads)
     train = dict(max_steps=args.steps or MAX_STEPS, batch_size=args.batch_size, lr=args.lr,
                  n_particles=args.n_particles, estimator=args.estimator, val_every=args.val_every, seed=args.seed,
-                 progress=not args.quiet)
+                 progress=not args.quiet, checkpoint_every=args.checkpoint_every, **_devices(args))
     evaluate = None if args.no_evaluate else dict(n_particles=args.eval_particles, seed=args.seed)
     report = train_anndata(adata, out, setup=setup, model=model, train=train, evaluate=evaluate, log=print)
     if report:
@@ -186,6 +188,23 @@ def _train_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(args: argparse.Namespace) -> dict:
+    return dict(devices=args.devices, accelerator=args.accelerator, strategy=args.strategy, num_nodes=args.num_nodes)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from samsvae_pyro.runs import resume_run
+
+    if args.config or args.set:
+        raise ValueError("--resume continues a saved run with its own arguments; drop --config and --set.")
+    evaluate = None if args.no_evaluate else dict(n_particles=args.eval_particles, seed=args.seed)
+    report = resume_run(args.resume, args.adata, evaluate=evaluate, progress=not args.quiet, log=print,
+                        **_devices(args))
+    if report:
+        _print_lines(_render().evaluation_summary(report, Path(args.resume)))
+    return 0
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     """``--set KEY=VALUE`` pairs, plus ``--steps`` as ``train.max_steps``."""
     from samsvae_pyro.runs import parse_overrides
@@ -193,6 +212,9 @@ def _overrides(args: argparse.Namespace) -> dict:
     overrides = parse_overrides(args.set or [])
     if args.steps:
         overrides["train.max_steps"] = args.steps
+    flags = {**_devices(args), "checkpoint_every": args.checkpoint_every}
+    defaults = {"devices": 1, "accelerator": "auto", "strategy": "auto", "num_nodes": 1, "checkpoint_every": None}
+    overrides.update({f"train.{k}": v for k, v in flags.items() if v != defaults[k]})
     return overrides
 
 
@@ -457,6 +479,17 @@ def _train_parser(commands) -> None:
     fit.add_argument("--no-evaluate", action="store_true", help="train and save only")
     fit.add_argument("--overwrite", action="store_true", help="replace a model already saved in --out")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--checkpoint-every", type=_positive, default=None,
+                     help="save the run every N steps, to resume it if killed (default: every 1000 steps in "
+                          "runs of 5000 steps or more)")
+    fit.add_argument("--resume", default=None, metavar="RUN_DIR",
+                     help="continue the interrupted run saved in RUN_DIR to its step count (with --adata for a run "
+                          "of --adata; a --config run rebuilds its data), then evaluate it")
+    parallel = sub.add_argument_group("devices (data-parallel training through Lightning Fabric)")
+    parallel.add_argument("--devices", type=_positive, default=1, help="processes (devices) per node (default 1)")
+    parallel.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    parallel.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn or ddp_fork")
+    parallel.add_argument("--num-nodes", type=_positive, default=1, help="machines (torchrun or SLURM launch)")
     flag_only = ("adata", "perturbation_key", "control_label", "control_pattern", "dosage_columns", "delimiter",
                  "layer", "split_key", "encoding", "n_latent", "n_hidden", "n_layers", "guide", "likelihood",
                  "mask_prior_prob", "batch_size", "lr", "n_particles", "estimator", "val_every", "seed", "device",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -367,3 +368,15 @@ def test_a_misspelled_option_points_to_the_subcommand_and_the_closest_option(sim
     result = run_cli("train", "--adata", simulated, "--perturbation_key", "perturbation", "--out", tmp_path / "r")
     assert_user_error(result.returncode, result.stderr, "--perturbation_key", "did you mean --perturbation-key?",
                       "samsvae train --help")
+
+
+def test_resume_of_a_directory_without_a_run(capsys, simulated, tmp_path):
+    status, _, err = run_main(capsys, "train", "--resume", tmp_path / "no_run", "--adata", simulated)
+    assert_user_error(status, err, "is not a saved run")
+
+
+def test_resume_continues_a_saved_run_and_prints_its_evaluation(capsys, simulated, run_dir, tmp_path):
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    status, out, err = run_main(capsys, "train", "--resume", copy, "--adata", simulated, "--eval-particles", 4)
+    assert status == 0, err
+    assert "saved the model in" in out and "held-out IWELBO" in out

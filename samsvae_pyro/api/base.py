@@ -8,6 +8,7 @@ and its latent-structure analysis ``samsvae_pyro.runs.interpret_run(model, dir)`
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from functools import partial, wraps
 from pathlib import Path
@@ -52,6 +53,7 @@ from samsvae_pyro.evaluate.predictive import (
 )
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator, check_training_arguments
+from samsvae_pyro.infer.trainer import HISTORY_COLUMNS
 from samsvae_pyro.infer.sparse_mask import inference_hooks
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
 from samsvae_pyro.nn.likelihoods import is_count
@@ -151,11 +153,13 @@ class PerturbationModel:
 
     # ---------------------------------------------------------------- data
     def loader(self, split: str | np.ndarray, *, batch_size: int = 512, shuffle: bool = False, seed: int = 0,
-               data: PerturbationData | None = None) -> MinibatchLoader:
-        """Minibatches of a split (name or cell positions) of the training data (or of ``data``)."""
+               data: PerturbationData | None = None, **shards: Any) -> MinibatchLoader:
+        """Minibatches of a split (name or cell positions) of the training data (or of ``data``);
+        ``shards``: ``rank``, ``world_size``, ``even_shards`` of :class:`~samsvae_pyro.data.MinibatchLoader`."""
         data = data or self.data
         indices = data.indices(split) if isinstance(split, str) else np.asarray(split)
-        return MinibatchLoader(data, indices, batch_size=batch_size, shuffle=shuffle, seed=seed, device=self.device)
+        return MinibatchLoader(data, indices, batch_size=batch_size, shuffle=shuffle, seed=seed, device=self.device,
+                               **shards)
 
     def example_batch(self, n: int = 2):
         """A small batch of training cells, for tracing."""
@@ -174,8 +178,9 @@ class PerturbationModel:
         estimator: EstimatorName = "trace", weighting: Weighting = "plated", weight_decay: float = 1e-6,
         clip_norm: float | None = 100.0, val_every: int = 500, early_stopping_patience: int | None = None,
         seed: int = 0, progress: bool = True, callback: Callable | None = None, devices: int = 1,
-        process_dir: str | Path | None = None, schedules: dict | None = None, lr_globals: float | None = None,
-        inference: str | dict | None = None,
+        accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1,
+        schedules: dict | None = None, lr_globals: float | None = None, inference: str | dict | None = None,
+        checkpoint_every: int | None = None, checkpoint: Callable | None = None,
     ) -> pd.DataFrame:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
 
@@ -184,66 +189,98 @@ class PerturbationModel:
         checked before the first step.
 
         A second call, or a call after :meth:`load`, continues from the saved step with the saved
-        optimizer state. The best-validation parameters are kept at the end.
+        optimizer state (bit-exactly on CPU); :meth:`resume` continues to the step count of the call that
+        was interrupted, with its arguments. The best-validation parameters are kept at the end.
 
-        ``devices > 1`` trains with PyTorch Lightning's DDP over that many processes (CPU: gloo, GPU: nccl),
-        each on its own shard of the training cells, then loads process 0's parameters (identical in every
-        process). Each process writes its final parameters to ``process_dir`` (default: a temporary folder).
-        That path has no validation, checkpoint selection, resume, callbacks or schedules.
+        ``devices > 1`` or ``num_nodes > 1``: the same loop in that many data-parallel processes per node
+        through Lightning Fabric (``accelerator`` "cpu" | "gpu" | "auto"; ``strategy`` "auto" | "ddp" |
+        "ddp_spawn" | "ddp_fork"; gloo on CPU, nccl on GPU), each process on its own shard of every epoch,
+        with the full-size cells plate and averaged gradients (:mod:`samsvae_pyro.infer.distributed`);
+        validation, checkpoints, schedules, ``lr_globals``, resume and the history work as with one
+        process. Under ``ddp_spawn`` (the default from Python) the model and ``callback`` are pickled into
+        the new processes, so a callback must be a module-level function; it runs in every process.
+
+        ``checkpoint(model)`` is called every ``checkpoint_every`` steps (in process 0) with this model's
+        ``trainer_state`` and ``history`` brought up to date, e.g. ``samsvae_pyro.runs.save_run`` into the
+        run directory (which is what ``samsvae train`` does), so that a killed run can be resumed.
 
         ``schedules`` (KL warm-up, mask temperature annealing) and ``lr_globals`` (a separate learning rate
         for q(M) and q(E)) are inference options for experiments: see :mod:`samsvae_pyro.infer.schedules`.
         ``inference="sparse"`` runs the mask-recovery recipe (README "Inference";
-        :mod:`samsvae_pyro.infer.sparse_mask`) over these ``max_steps``.
+        :mod:`samsvae_pyro.infer.sparse_mask`) over these ``max_steps`` (one process only).
         """
         check_training_arguments(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
                                  weight_decay=weight_decay, clip_norm=clip_norm, val_every=val_every, seed=seed,
                                  early_stopping_patience=early_stopping_patience, devices=devices,
-                                 lr_globals=lr_globals)
+                                 lr_globals=lr_globals, num_nodes=num_nodes, checkpoint_every=checkpoint_every)
         check_estimator(estimator, self.guide, self.example_batch())
-        if devices > 1 and (schedules or lr_globals is not None or inference is not None):
-            raise ValueError("schedules, lr_globals and inference apply to single-device training; use devices=1.")
-        hooks = inference_hooks(inference, self.model, self.guide, max_steps=max_steps, seed=seed)
-        if devices > 1:
-            return self._train_lightning(max_steps, devices=devices, batch_size=batch_size, lr=lr,
-                                         n_particles=n_particles, estimator=estimator, weighting=weighting,
-                                         weight_decay=weight_decay, clip_norm=clip_norm, seed=seed,
-                                         progress=progress, process_dir=process_dir)
+        parallel = devices > 1 or num_nodes > 1
+        if parallel and inference is not None:
+            raise ValueError("inference=... (the sparse-mask hooks) runs in one process only; use devices=1.")
+        options = dict(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
+                       estimator=estimator, weighting=weighting, weight_decay=weight_decay, clip_norm=clip_norm,
+                       val_every=val_every, early_stopping_patience=early_stopping_patience, seed=seed,
+                       schedules=schedules, lr_globals=lr_globals, inference=inference,
+                       checkpoint_every=checkpoint_every)
+        if not parallel:
+            self._fit(None, options, progress=progress, callback=callback, checkpoint=checkpoint)
+        else:
+            from samsvae_pyro.infer.distributed import launch
+
+            self.trainer = None  # not picklable with its optimizer hooks; rebuilt in each process
+            with tempfile.TemporaryDirectory() as scratch:  # process 0's result (too large for launch's pipe)
+                result = Path(scratch) / "result.pt"
+                launch(_fit_replica, self, options, progress, callback, checkpoint, str(result), devices=devices,
+                       accelerator=accelerator, strategy=strategy, num_nodes=num_nodes)
+                state = torch.load(result, map_location=self.device, weights_only=False)
+            self.trainer_state = state
+            self.model.load_state_dict(state["final"]["model"])
+            self.guide.load_state_dict(state["final"]["guide"])
+            self.history = pd.DataFrame(state["history"], columns=HISTORY_COLUMNS)
+        self.trainer_state["arguments"] = _storable(options)
+        return self.history
+
+    def resume(self, *, progress: bool = True, callback: Callable | None = None, checkpoint: Callable | None = None,
+               **overrides: Any) -> pd.DataFrame:
+        """Continue an interrupted :meth:`train` (after :meth:`load` of its last checkpoint) to its step count,
+        with its saved arguments; ``overrides`` replace some (``devices``, ``accelerator``, ``strategy``,
+        ``num_nodes`` for this part; callable ``schedules`` must be passed again, they are not saved)."""
+        state = self.trainer_state
+        if state is None or "arguments" not in state:
+            raise ValueError("Nothing to resume: this model holds no checkpoint of an interrupted train() "
+                             "(train it, or load a run directory written with checkpoint_every).")
+        arguments = dict(state["arguments"])
+        remaining = max(state.get("target_steps", 0) - state["counters"][0], 0)
+        if remaining == 0:
+            return self.history if self.history is not None else pd.DataFrame(state["history"])
+        return self.train(**{**arguments, **overrides, "max_steps": remaining}, progress=progress,
+                          callback=callback, checkpoint=checkpoint)
+
+    def _fit(self, replicas, options: dict, *, progress: bool, callback, checkpoint) -> None:
+        """Build the trainer (in this process) and run it; ``replicas``: the collectives of a parallel run."""
+        options_in, options = options, dict(options)
+        max_steps, batch_size, seed = options.pop("max_steps"), options.pop("batch_size"), options["seed"]
+        hooks = inference_hooks(options.pop("inference"), self.model, self.guide, max_steps=max_steps, seed=seed)
+        shards = {} if replicas is None else dict(rank=replicas.rank, world_size=replicas.world_size)
         counts = {s: torch.as_tensor(self.data.cells_per_perturbation(s), dtype=torch.float32, device=self.device)
                   for s in ("train", "val") if _has_cells(self.data, s)}
-        self.trainer = SVITrainer(self.model, self.guide, estimator=estimator, n_particles=n_particles, lr=lr,
-                                  weight_decay=weight_decay, clip_norm=clip_norm, weighting=weighting,
-                                  cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals,
-                                  hooks=hooks)
+        self.trainer = SVITrainer(
+            self.model, self.guide, estimator=options["estimator"], n_particles=options["n_particles"],
+            lr=options["lr"], weight_decay=options["weight_decay"], clip_norm=options["clip_norm"],
+            weighting=options["weighting"], cells_per_perturbation=counts, schedules=options["schedules"],
+            lr_globals=options["lr_globals"], hooks=hooks, replicas=replicas,
+        )
         if self.trainer_state is not None:
             self.trainer.load_state_dict(self.trainer_state)
-        train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed)
-        val = self.loader("val", batch_size=batch_size) if "val" in counts else None
+        train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed, **shards)
+        val = self.loader("val", batch_size=batch_size, even_shards=False, **shards) if "val" in counts else None
+        save = None if checkpoint is None else partial(_save_checkpoint, self, checkpoint, _storable(options_in))
         self.history = self.trainer.fit(
-            train, val, max_steps=self.trainer.step + max_steps, val_every=val_every,
-            early_stopping_patience=early_stopping_patience, seed=seed, progress=progress, callback=callback,
+            train, val, max_steps=self.trainer.step + max_steps, val_every=options["val_every"],
+            early_stopping_patience=options["early_stopping_patience"], seed=seed, progress=progress,
+            callback=callback, checkpoint_every=options["checkpoint_every"], checkpoint=save,
         )
         self.trainer_state = self.trainer.state_dict()
-        return self.history
-
-    def _train_lightning(self, max_steps: int, *, devices: int, batch_size: int, seed: int, clip_norm,
-                         progress: bool, process_dir, weighting: str, **elbo_options) -> pd.DataFrame:
-        from samsvae_pyro.infer.lightning import ELBOModule, fit_lightning  # Lightning is slow to import
-
-        counts = torch.as_tensor(self.data.cells_per_perturbation("train"), dtype=torch.float32)
-        make_loader = partial(MinibatchLoader, self.data, batch_size=batch_size, shuffle=True, seed=seed)
-        with tempfile.TemporaryDirectory() as scratch:
-            directory = Path(process_dir or scratch)
-            module = ELBOModule(self.model, self.guide, make_loader, self.data.indices("train"), weighting=weighting,
-                                cells_per_perturbation=counts, save_dir=str(directory), **elbo_options)
-            accelerator = "gpu" if self.device.type == "cuda" else "cpu"
-            fit_lightning(module, max_steps=max_steps, devices=devices, accelerator=accelerator,
-                          clip_norm=clip_norm, seed=seed, progress=progress)
-            module.load_state_dict(torch.load(directory / "rank0.pt", map_location="cpu"))
-        self.model.to(self.device)
-        self.guide.to(self.device)
-        self.history = pd.DataFrame({"step": [max_steps], "devices": [devices]})
-        return self.history
 
     # ---------------------------------------------------------------- posterior accessors
     def _global_trace(self, n_samples: int):
@@ -482,6 +519,50 @@ class PerturbationModel:
         _check_same_design(obj.data, config)
         load_state(obj, state, directory / CHECKPOINT)
         return obj
+
+
+def _save_checkpoint(model: PerturbationModel, checkpoint: Callable, arguments: dict, trainer: SVITrainer,
+                     state: dict) -> None:
+    """Bring ``model``'s trainer state and history to this step, then hand it to the caller's ``checkpoint``."""
+    model.trainer_state = {**state, "arguments": arguments}
+    model.history = trainer.history_frame()
+    checkpoint(model)
+
+
+def _fit_replica(replicas, model: PerturbationModel, options: dict, progress: bool, callback, checkpoint,
+                 result: str) -> None:
+    """One process of a data-parallel :meth:`PerturbationModel.train`; process 0 writes the trainer state with
+    the final parameters (the best-validation ones, as restored) and the history to ``result``."""
+    # Spawned processes receive tensors in shared memory: without private copies every process would
+    # step the same parameters (and optimizer state).
+    with torch.no_grad():
+        for tensor in [*model.model.parameters(), *model.model.buffers(), *model.guide.parameters(),
+                       *model.guide.buffers()]:
+            tensor.data = tensor.data.to(replicas.device, copy=True)
+    model.trainer_state = copy.deepcopy(model.trainer_state)
+    model.device = replicas.device
+    with torch_threads(model.threads):
+        model._fit(replicas, options, progress=progress, callback=callback, checkpoint=checkpoint)
+    state = _to_cpu(model.trainer_state)
+    state["final"] = _to_cpu({"model": model.model.state_dict(), "guide": model.guide.state_dict()})
+    if replicas.is_main:
+        torch.save(state, result)
+
+
+def _storable(options: dict) -> dict:
+    """The train() arguments as saved with a checkpoint: callable schedules cannot be, and are left out."""
+    schedules = options.get("schedules") or {}
+    return {**options, "schedules": {k: v for k, v in schedules.items() if not callable(v)} or None}
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _as_labels(labels: str | list[str]) -> list[str]:

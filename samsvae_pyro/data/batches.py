@@ -41,6 +41,12 @@ class MinibatchLoader:
         Where the tensors are placed (default CPU).
     drop_last
         Drop a final batch smaller than ``batch_size``.
+    rank, world_size
+        Serve only process ``rank``'s shard of every epoch's order (data-parallel training, see
+        :func:`shard`); ``n_cells`` stays the number of all served cells (the full cells plate).
+    even_shards
+        With ``world_size > 1``: give every process the same number of cells (training, where the
+        processes step together); ``False`` serves every cell once (validation, evaluation).
 
     Shapes
     ------
@@ -70,6 +76,9 @@ class MinibatchLoader:
         seed: int = 0,
         device: torch.device | str | None = None,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        even_shards: bool = True,
     ) -> None:
         indices = np.asarray(indices)
         if indices.ndim != 1 or len(indices) == 0 or not np.issubdtype(indices.dtype, np.integer):
@@ -85,6 +94,9 @@ class MinibatchLoader:
         self.seed = seed
         self.device = torch.device("cpu" if device is None else device)
         self.drop_last = drop_last
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} must lie in [0, world_size={world_size}).")
+        self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -92,15 +104,15 @@ class MinibatchLoader:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        n, b = len(self.indices), self.batch_size
+        n = len(shard(self.indices, rank=self.rank, world_size=self.world_size, even=self.even_shards))
+        b = self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     def _order(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return self.indices
-        return self.indices[
-            np.random.default_rng([self.seed, epoch]).permutation(len(self.indices))
-        ]
+        order = self.indices
+        if self.shuffle:
+            order = order[np.random.default_rng([self.seed, epoch]).permutation(len(order))]
+        return shard(order, rank=self.rank, world_size=self.world_size, even=self.even_shards)
 
     def __iter__(self) -> Iterator[Batch]:
         order = self._order(self.epoch)
@@ -122,3 +134,21 @@ class MinibatchLoader:
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+
+def shard(order: np.ndarray, *, rank: int, world_size: int, even: bool = True) -> np.ndarray:
+    """Process ``rank``'s share of an ordered array of cells: positions rank, rank + W, rank + 2W, ...
+
+    With ``even``, only the first ``W * (n // W)`` entries are shared out, so every process gets the
+    same number of cells (which few are left out changes with every epoch's permutation). The union of
+    the processes' b-th batches of size B is then the b-th batch of size W * B of the unsharded order.
+
+    Examples
+    --------
+    >>> shard(np.arange(7), rank=1, world_size=2), shard(np.arange(7), rank=0, world_size=2, even=False)
+    (array([1, 3, 5]), array([0, 2, 4, 6]))
+    """
+    if world_size == 1:
+        return order
+    usable = (len(order) // world_size) * world_size if even else len(order)
+    return order[:usable][rank::world_size]

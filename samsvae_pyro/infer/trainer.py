@@ -11,6 +11,14 @@ training step of a trainer and is then switched off (unless ``validate_every_ste
 few percent of a step at paper sizes, the data were validated when loaded, and with the built-in
 models and guides a later failure (NaN parameters) also makes the loss or the gradient non-finite,
 which the trainer detects itself. A global ``pyro.enable_validation(False)`` is respected throughout.
+
+The same loop runs in every process of a data-parallel run (``replicas``, see
+:mod:`samsvae_pyro.infer.distributed`): gradients and the loss are averaged after each backward pass,
+validation sums are reduced, and the RNG state of every process goes into the checkpoint.
+
+Long runs: ``fit(checkpoint_every=n, checkpoint=f)`` calls ``f(trainer, state)`` on process 0 every
+``n`` steps with :meth:`SVITrainer.state_dict`; where and how it is written is the caller's business
+(the API writes it atomically into the run directory), so a run killed at any point resumes from there.
 """
 
 from __future__ import annotations
@@ -27,10 +35,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from samsvae_pyro._typing import Batch
+from samsvae_pyro.infer.distributed import Replicas
 from samsvae_pyro.infer.estimators import make_elbo
 from samsvae_pyro.infer.options import check_training_arguments
 from samsvae_pyro.infer.schedules import LatentScale, ScheduleSpec, make_schedules
 from samsvae_pyro.infer.weighting import weighting_context
+
+
+HISTORY_COLUMNS = ["step", "epoch", "train_loss", "val_loss", "seconds"]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -84,6 +96,9 @@ class SVITrainer:
         define ``configure_optimizer(trainer)`` (once, here), ``before_step(trainer)``, ``penalty(trainer)``
         (a scalar tensor or ``None``, added to the minimised loss; the reported loss stays the -ELBO) and
         ``after_step(trainer)``.
+    replicas
+        The collectives of a data-parallel run (:class:`~samsvae_pyro.infer.distributed.Replicas`);
+        ``None``: one process.
     """
 
     def __init__(
@@ -91,11 +106,12 @@ class SVITrainer:
         lr: float = 3e-4, weight_decay: float = 1e-6, clip_norm: float | None = 100.0,
         weighting: str = "plated", cells_per_perturbation: dict[str, Tensor] | None = None,
         validate_every_step: bool = False, schedules: dict[str, ScheduleSpec] | None = None,
-        lr_globals: float | None = None, hooks: Iterable = (),
+        lr_globals: float | None = None, hooks: Iterable = (), replicas: Replicas | None = None,
     ):
         check_training_arguments(n_particles=n_particles, lr=lr, weight_decay=weight_decay, clip_norm=clip_norm,
                                  lr_globals=lr_globals)
         self.hooks = list(hooks)
+        self.replicas = replicas
         self.modules = nn.ModuleDict({"model": model, "guide": guide})
         self.schedules = make_schedules(schedules)
         if "mask_temperature" in self.schedules and not hasattr(getattr(guide, "mask", None), "temperature"):
@@ -112,6 +128,8 @@ class SVITrainer:
         self.best_val, self.best_step, self.best_state = math.inf, 0, None
         self.history: list[dict] = []
         self.last_state: dict | None = None  # parameters at the last step, before the best is restored
+        self.target_steps = 0  # the max_steps of the last fit (what a resumed run continues to)
+        self.stale = 0  # validation passes since the best one (early stopping)
 
     def loss(self, batch: Batch, split: str = "train", *, grad: bool = True) -> float:
         """-ELBO per cell for one batch (gradients accumulated into the parameters when ``grad``)."""
@@ -141,6 +159,8 @@ class SVITrainer:
                 size = len(batch["index"])
                 total += self.loss(batch, "val", grad=False) * size
                 n += size
+        if self.replicas is not None:  # each process validated its shard: sum over processes
+            total, n = self.replicas.sum(torch.tensor([total, float(n)], dtype=torch.float64)).tolist()
         return total / n
 
     def _apply_schedules(self) -> None:
@@ -165,6 +185,8 @@ class SVITrainer:
         penalties = [p for p in self._call_hooks("penalty") if p is not None]
         if penalties:
             sum(penalties).backward()
+        if self.replicas is not None:
+            value = self.replicas.average_gradients(self.modules.parameters(), value)
         norm = (torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
                 if self.clip_norm is not None else torch.zeros(()))
         if not (math.isfinite(value) and torch.isfinite(norm)):
@@ -206,19 +228,24 @@ class SVITrainer:
     def fit(
         self, train_loader, val_loader=None, *, max_steps: int, val_every: int = 500,
         early_stopping_patience: int | None = None, seed: int = 0, progress: bool = True,
-        callback: Callable[["SVITrainer"], None] | None = None,
+        callback: Callable[["SVITrainer"], None] | None = None, checkpoint_every: int | None = None,
+        checkpoint: Callable[["SVITrainer", dict], None] | None = None,
     ) -> pd.DataFrame:
         """Train until ``max_steps`` (total, counting earlier runs) and return the history.
 
         The best-validation checkpoint is restored at the end (the last one without validation data).
-        ``callback(trainer)`` runs after every step (schedules, logging).
+        ``callback(trainer)`` runs after every step (schedules, logging), in every process of a
+        data-parallel run (``trainer.replicas.rank`` tells which). ``checkpoint(trainer, state)`` runs on
+        process 0 every ``checkpoint_every`` steps with the resumable :meth:`state_dict`.
         """
         check_training_arguments(max_steps=max_steps, val_every=val_every,
                                  early_stopping_patience=early_stopping_patience, seed=seed)
         if self.step == 0:
-            pyro.set_rng_seed(seed)
-        stale, start = 0, time.perf_counter()
-        bar = tqdm(total=max_steps, initial=self.step, disable=not progress, desc="training", unit="step")
+            pyro.set_rng_seed(seed if self.replicas is None else seed * 100_003 + self.replicas.rank)
+        self.target_steps, self.last_state = max_steps, None
+        main = self.replicas is None or self.replicas.is_main
+        start = time.perf_counter()
+        bar = tqdm(total=max_steps, initial=self.step, disable=not (progress and main), desc="training", unit="step")
         stream = self._batches(train_loader)
         while self.step < max_steps:
             batch = next(stream)
@@ -227,14 +254,18 @@ class SVITrainer:
             if val_loader is not None and (self.step % val_every == 0 or self.step == max_steps):
                 best_before = self.best_val
                 row["val_loss"] = self._validate(val_loader, seed)
-                stale = 0 if self.best_val < best_before else stale + 1
+                self.stale = 0 if self.best_val < best_before else self.stale + 1
             row["seconds"] = time.perf_counter() - start
             self.history.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", refresh=False)
             if callback is not None:
                 callback(self)
-            if early_stopping_patience is not None and stale >= early_stopping_patience:
+            if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0:
+                state = self.state_dict()  # every process: gathering the RNG states is collective
+                if main:
+                    checkpoint(self, state)
+            if early_stopping_patience is not None and self.stale >= early_stopping_patience:
                 break
         bar.close()
         self._restore_best(val_loader is not None)
@@ -246,14 +277,16 @@ class SVITrainer:
             self.modules.load_state_dict(self.best_state)
 
     def history_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history, columns=["step", "epoch", "train_loss", "val_loss", "seconds"])
+        return pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
 
     def state_dict(self) -> dict:
         """Everything needed to resume: last-step parameters, optimizer, counters, best checkpoint, RNG, history."""
         return {
             "modules": self.last_state or self.modules.state_dict(), "optimizer": self.optimizer.state_dict(),
             "counters": (self.step, self.epoch, self.batch_in_epoch), "best": (self.best_val, self.best_step),
-            "best_state": self.best_state, "rng": torch.get_rng_state(), "history": self.history,
+            "best_state": self.best_state, "history": self.history, "target_steps": self.target_steps,
+            "stale": self.stale,
+            "rng": torch.get_rng_state() if self.replicas is None else self.replicas.gather_rng(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -262,4 +295,9 @@ class SVITrainer:
         self.step, self.epoch, self.batch_in_epoch = state["counters"]
         self.best_val, self.best_step = state["best"]
         self.best_state, self.history = state["best_state"], list(state["history"])
-        torch.set_rng_state(state["rng"])
+        self.target_steps, self.stale = state.get("target_steps", self.step), state.get("stale", 0)
+        rng = state["rng"]
+        if isinstance(rng, list):  # a data-parallel run's states, one per process
+            rng = rng[self.replicas.rank] if self.replicas is not None and len(rng) == self.replicas.world_size \
+                else rng[0]
+        torch.set_rng_state(rng)

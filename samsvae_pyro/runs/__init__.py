@@ -51,7 +51,8 @@ _EXPORTS = {
     **dict.fromkeys(["interpret_run"], "samsvae_pyro.runs.interpretation"),
     **dict.fromkeys(["load_run", "read_metrics", "save_run"], "samsvae_pyro.runs.layout"),
     **dict.fromkeys(["expand_grid", "plan_sweep", "run_sweep", "summarise"], "samsvae_pyro.runs.sweep"),
-    **dict.fromkeys(["demo_data", "run_config", "run_demo", "train_anndata", "train_run"], "samsvae_pyro.runs.train"),
+    **dict.fromkeys(["demo_data", "resume_run", "run_config", "run_demo", "train_anndata", "train_run"],
+                   "samsvae_pyro.runs.train"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -64,11 +65,11 @@ if TYPE_CHECKING:
     from samsvae_pyro.runs.interpretation import interpret_run
     from samsvae_pyro.runs.layout import load_run, read_metrics, save_run
     from samsvae_pyro.runs.sweep import expand_grid, plan_sweep, run_sweep, summarise
-    from samsvae_pyro.runs.train import demo_data, run_config, run_demo, train_anndata, train_run
+    from samsvae_pyro.runs.train import demo_data, resume_run, run_config, run_demo, train_anndata, train_run
 
 __all__ = [
     "apply_overrides", "build_model", "check_runs", "comparison_table", "demo_data", "evaluate_run", "expand_grid",
     "interpret_run", "load_config", "load_experiment_run", "load_run", "open_run", "parse_overrides",
-    "plan_sweep", "prepare_data", "read_metrics", "read_run_config", "relative_iwelbo", "resolve_config",
+    "plan_sweep", "prepare_data", "read_metrics", "read_run_config", "relative_iwelbo", "resolve_config", "resume_run",
     "run_config", "run_demo", "run_sweep", "save_run", "summarise", "train_anndata", "train_run", "write_table",
 ]

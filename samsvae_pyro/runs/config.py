@@ -55,7 +55,7 @@ SPLITS: dict[str, dict[str, Any]] = {  # split kind -> its keys and their defaul
     "norman_data_efficiency": {"fraction": 1.0, "seed": 0},
 }
 _NOT_CONFIG = {  # API arguments a config cannot set, and why
-    "train": ("self", "callback", "progress", "devices", "process_dir"),
+    "train": ("self", "callback", "progress", "checkpoint"),
     "evaluate": ("model", "output_dir", "truth"),
     "setup": ("cls", "adata", "split_key", "split_seed"),
 }

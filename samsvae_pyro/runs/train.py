@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ from samsvae_pyro.defaults import MAX_STEPS
 from samsvae_pyro.device import DEFAULT_THREADS, check_threads
 from samsvae_pyro.runs.config import dump_config
 from samsvae_pyro.runs.evaluation import evaluate_run
-from samsvae_pyro.runs.experiment import build_model, prepare_data
+from samsvae_pyro.runs.experiment import build_model, open_run, prepare_data
 from samsvae_pyro.runs.layout import EXPERIMENT, METRICS, MODEL_FILES, TRUTH_KEY, save_run
 
 Log = Callable[[str], Any]
 DEMO_SETUP = dict(perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+LONG_RUN, CHECKPOINT_EVERY = 5_000, 1_000  # runs of at least LONG_RUN steps save a checkpoint every CHECKPOINT_EVERY
 DEMO_MODEL = dict(guide="correlated", device="cpu")  # the package's defaults (samsvae_pyro.defaults)
 
 
@@ -63,11 +65,35 @@ def train_run(model: PerturbationModel, run_dir: str | os.PathLike, *, train: Ma
     -------
     The metrics (the content of ``metrics.json``), or ``{}`` without evaluation.
     """
-    say = log or (lambda _: None)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / METRICS).unlink(missing_ok=True)  # a finished run is one with metrics
-    model.train(**(train or {}))
+    train = dict(train or {})
+    if train.get("checkpoint_every") is None and train.get("max_steps", 0) >= LONG_RUN:
+        train["checkpoint_every"] = CHECKPOINT_EVERY
+    model.train(**train, checkpoint=_checkpoint_into(run_dir))
+    return _save_and_evaluate(model, run_dir, evaluate=evaluate, truth=truth, log=log)
+
+
+def resume_run(run_dir: str | os.PathLike, adata_path: str | os.PathLike | None = None, *,
+               evaluate: Mapping[str, Any] | None = None, progress: bool = True, log: Log | None = None,
+               **overrides: Any) -> dict:
+    """Continue the interrupted training saved in ``run_dir`` (its last checkpoint) to its step count, then save
+    and evaluate as :func:`train_run` does. ``adata_path``: the data of a ``train --adata`` run (a config run
+    rebuilds its own); ``overrides``: e.g. ``devices`` for the rest of the run. Returns the metrics."""
+    model, adata = open_run(run_dir, adata_path)
+    model.resume(progress=progress, checkpoint=_checkpoint_into(Path(run_dir)), **overrides)
+    return _save_and_evaluate(model, Path(run_dir), evaluate=evaluate, truth=adata.uns.get(TRUTH_KEY), log=log)
+
+
+def _checkpoint_into(run_dir: Path) -> Callable:
+    """The periodic checkpoint of a run: the whole run saved atomically in place (picklable for spawned processes)."""
+    return partial(save_run, run_dir=run_dir, overwrite=True)
+
+
+def _save_and_evaluate(model: PerturbationModel, run_dir: Path, *, evaluate: Mapping[str, Any] | None,
+                       truth: Mapping[str, Any] | None, log: Log | None) -> dict:
+    say = log or (lambda _: None)
     save_run(model, run_dir, overwrite=True)
     say(f"saved the model in {run_dir}")
     if evaluate is None:

@@ -7,7 +7,7 @@ from pyro import poutine
 
 from samsvae_pyro.guides import CorrelatedGuide, MeanFieldGuide
 from samsvae_pyro.infer.rotation import rotate_latent_space, sparse_rotation
-from samsvae_pyro.infer.sparse_mask import SparsityConstraint, dual_update, inference_hooks
+from samsvae_pyro.infer.sparse_mask import SparsityConstraint, dual_update
 from samsvae_pyro.models import SAMSVAEModel
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
 from tests.conftest import make_batch, small_model
