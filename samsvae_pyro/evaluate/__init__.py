@@ -15,6 +15,8 @@ from samsvae_pyro.evaluate.baselines import (
     additive_baseline,
     control_mean_baseline,
     linear_baseline,
+    perturbed_mean_baseline,
+    perturbed_reference,
     training_mean_baseline,
 )
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery, mean_correlation_coefficient
@@ -49,6 +51,8 @@ __all__ = [
     "additive_baseline",
     "control_mean_baseline",
     "linear_baseline",
+    "perturbed_mean_baseline",
+    "perturbed_reference",
     "training_mean_baseline",
     # plots
     "plot_ate_scatter",
