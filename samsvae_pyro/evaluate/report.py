@@ -50,7 +50,18 @@ from samsvae_pyro.evaluate.baselines import (
     additive_baseline,
     control_mean_baseline,
     linear_baseline,
+    perturbed_reference,
     training_mean_baseline,
+)
+from samsvae_pyro.evaluate.cell_eval import (
+    DEFAULT_PROFILE,
+    INSTALL_HINT,
+    cell_eval_metrics,
+    cell_eval_version,
+    lognormal_cells,
+    mean_cells,
+    observed_cells,
+    summarise,
 )
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery
 from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_condition_metrics
@@ -77,6 +88,8 @@ def evaluate_model(
     ate_samples_per_draw: int = 50,
     top_k: int = 20,
     plots: bool = True,
+    cell_eval: bool = False,
+    cell_eval_profile: str = DEFAULT_PROFILE,
     seed: int = 0,
 ) -> dict:
     """Evaluate a trained model and write the report files to ``output_dir``.
@@ -99,6 +112,13 @@ def evaluate_model(
         Genes per condition, largest |data ATE| first, of the "top" metrics.
     plots
         Whether to write the PNG plots.
+    cell_eval
+        Also score the model and every baseline with Arc Institute's cell-eval (the optional extra
+        ``[eval]``): section ``cell_eval`` of the JSON and a table of the Markdown. The model's cells are
+        counterfactual predictions from the training control cells, the baselines' are mean cells (see
+        :mod:`samsvae_pyro.evaluate.cell_eval`). An ImportError says how to install it.
+    cell_eval_profile
+        cell-eval's metric profile ("minimal" by default).
     seed
         Seed of the IWELBO and model ATE sampling.
 
@@ -122,6 +142,8 @@ def evaluate_model(
     >>> sorted(report["ate"])
     ['additive', 'control_mean', 'linear', 'model', 'subsets', 'training_mean']
     """
+    if cell_eval and cell_eval_version() is None:
+        raise ValueError(INSTALL_HINT)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     method = "mean" if getattr(model.data, "x_transform", "log1p") == "identity" else "perturbseq"
@@ -134,7 +156,10 @@ def evaluate_model(
     ates = _ate_frames(model, out, method=method, draws=ate_draws, samples=ate_samples_per_draw, seed=seed)
     mask = _mask_probabilities(model)
     report["ate"] = _ate_section(model, ates, method=method, top_k=top_k)
+    report["ate_centred"] = _centred_section(ates, top_k=top_k)
     report["per_condition"] = _per_condition_section(ates, out, top_k=top_k)
+    if cell_eval:
+        report["cell_eval"] = _cell_eval_section(model, ates, profile=cell_eval_profile, seed=seed)
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
     report["plots"] = _plots(model, ates, mask, out, top_k=top_k) if plots else {"skipped": "plots=False"}
     report = _jsonable(report)
@@ -176,7 +201,7 @@ def _ate_frames(model: Any, out: Path, *, method: str, draws: int, samples: int,
                                 method=method, interval=INTERVAL, seed=seed)
     data.write_h5ad(out / "ate_data.h5ad")
     predicted.write_h5ad(out / "ate_model.h5ad")
-    return {"data": data, "model": predicted}
+    return {"data": data, "model": predicted, "design": model.data, "method": method}
 
 
 def _subset_columns(data: AnnData) -> tuple[str, ...]:
@@ -192,11 +217,60 @@ def _ate_section(model: Any, ates: dict, *, method: str, top_k: int) -> dict:
     if model.data.vocabulary.encoding == "unique" and UNSEEN in columns:
         section["subsets"]["unseen"]["description"] += (" (unique encoding: their columns had no training cells, "
                                                        "so the model predicts them from the prior alone)")
+    ates["baselines"] = {}
     for name, predict in _baseline_makers(model.data, data, method).items():
         try:
-            section[name] = _scores(predict(), data, columns, top_k)
+            ates["baselines"][name] = predict()
+            section[name] = _scores(ates["baselines"][name], data, columns, top_k)
         except ValueError as error:  # a baseline that cannot be fitted or predicts nothing here
             section[name] = {"skipped": str(error)}
+    linear = ates["baselines"].get("linear")
+    if linear is not None:
+        section["linear"]["embedding"] = linear.uns["embedding"]
+    return section
+
+
+def _centred_section(ates: dict, *, top_k: int) -> dict:
+    """Systema's centred metrics: model and baselines vs data, all centred on the perturbed mean."""
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    data = ates["data"]
+    try:
+        reference = perturbed_reference(ates["design"], data, method=ates["method"])
+    except ValueError as error:
+        return {"skipped": f"no perturbed mean: {error}"}
+    columns = _subset_columns(data)
+    section: dict[str, Any] = {"reference": "mean of the training conditions' ATEs (Systema's perturbed mean)"}
+    for name, pred in {"model": ates["model"], **ates["baselines"]}.items():
+        table = ate_metrics(pred, data, top_k=top_k, split_columns=columns, reference=reference)
+        section[name] = {subset: {"pearson": row["pearson"], "delta_pearson": row["delta_pearson"]}
+                         for subset, row in table.iterrows()}
+    return section
+
+
+def _cell_eval_section(model: Any, ates: dict, *, profile: str, seed: int) -> dict:
+    """cell-eval's metrics, averaged per condition subset, for the model and every baseline."""
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    if ates["method"] != "perturbseq":
+        return {"skipped": "cell-eval needs counts (log-normalised cells); this model's data are continuous"}
+    data, design = ates["data"], model.data
+    control_label = design.vocabulary.control_label
+    conditions = list(data.obs_names)
+    subsets = {"all": conditions} | {column.removeprefix("in_"): list(data.obs_names[data.obs[column].to_numpy(bool)])
+                                     for column in _subset_columns(data)}
+    real = observed_cells(design, conditions)
+    control = real[real.obs["perturbation"] == control_label].copy()
+    cells = model.predict([*conditions, control_label], mode="counterfactual", seed=seed)
+    predictions = {"model": lognormal_cells(cells.layers["counts"], cells.obs["perturbation"], cells.var_names)}
+    n_cells = data.obs["n_cells"].to_dict()
+    predictions |= {name: mean_cells(control, pred, n_cells) for name, pred in ates["baselines"].items()}
+    section: dict[str, Any] = {"version": cell_eval_version(), "profile": profile}
+    for name, pred in predictions.items():
+        kept = set(pred.obs["perturbation"].astype(str))
+        table = cell_eval_metrics(real[real.obs["perturbation"].isin(kept)].copy(), pred,
+                                  control_label=control_label, profile=profile)
+        section[name] = summarise(table, subsets)
     return section
 
 
@@ -205,8 +279,16 @@ def _baseline_makers(design: Any, data: AnnData, method: str) -> dict[str, Calla
         "control_mean": lambda: control_mean_baseline(data),
         "training_mean": lambda: training_mean_baseline(design, data, method=method),
         "additive": lambda: additive_baseline(design, data, method=method),
-        "linear": lambda: linear_baseline(design, data, method=method),
+        "linear": lambda: _linear(design, data, method),
     }
+
+
+def _linear(design: Any, data: AnnData, method: str) -> AnnData:
+    """The linear baseline with target-gene embeddings, or with training embeddings where targets are not measured."""
+    try:
+        return linear_baseline(design, data, method=method)
+    except ValueError:
+        return linear_baseline(design, data, method=method, embedding="training")
 
 
 def _subsets(data: AnnData, columns: tuple[str, ...]) -> dict:
@@ -363,7 +445,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
              f"IWELBO with {settings['n_particles']} particles; model ATE from {settings['ate_draws']} x "
              f"{settings['ate_samples_per_draw']} posterior-predictive samples ({settings['ate_method']} method); "
              f"ATE scored against the data ATE on all cells.", ""]
-    lines += _summary_table(report) + [""] + _model_detail(report) + [""] + _truth_lines(report)
+    lines += _summary_table(report) + [""] + _centred_table(report) + _cell_eval_tables(report)
+    lines += _model_detail(report) + [""] + _truth_lines(report)
     skipped = list(_skipped(report))
     if skipped:
         lines += ["", "## Not evaluated", ""] + [f"- {where}: {reason}" for where, reason in skipped]
@@ -390,7 +473,7 @@ def _summary_table(report: Mapping[str, Any]) -> list[str]:
         if name != "model" and (not scores or "skipped" in scores):
             continue
         is_model = name == "model"
-        row = [_model_label(report) if is_model else name.replace("_", " ")]
+        row = [_model_label(report) if is_model else _baseline_label(name, scores)]
         row.append(_fmt(report["iwelbo"].get("mean"), 1) if is_model else "–")
         for subset in subsets:
             row += [_fmt(scores[subset]["pearson"]), _fmt(scores[subset][f"pearson_top{k}"])]
@@ -408,6 +491,56 @@ def _summary_table(report: Mapping[str, Any]) -> list[str]:
             "delta r: mean per-condition Pearson across genes; rank: 0 is perfect; –: not applicable, or undefined "
             "(the control mean predicts a constant 0, so its Pearson is undefined)."]
     return lines
+
+
+def _baseline_label(name: str, scores: Mapping[str, Any]) -> str:
+    if name == "training_mean":
+        return "training mean (Systema's perturbed mean)"
+    if name == "linear" and scores.get("embedding") == "training":
+        return "linear (training embedding)"
+    return name.replace("_", " ")
+
+
+def _methods(report: Mapping[str, Any], section: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, row label) of the model and of every baseline scored in ``section``."""
+    ate = report["ate"]
+    return [(name, _model_label(report) if name == "model" else _baseline_label(name, ate.get(name, {})))
+            for name in ("model",) + BASELINES if name in section]
+
+
+def _centred_table(report: Mapping[str, Any]) -> list[str]:
+    section = report.get("ate_centred", {})
+    if not section or "skipped" in section:
+        return []
+    subsets = _table_subsets(report["ate"])
+    header = ["method"] + [f"{metric} {subset}" for subset in subsets for metric in ("centred r", "centred delta r")]
+    lines = ["## Centred on the perturbed mean (Systema)", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for name, label in _methods(report, section):
+        row = [label] + [_fmt(section[name][subset][metric]) for subset in subsets
+                         for metric in ("pearson", "delta_pearson")]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + ["", "Model and baselines vs data after subtracting the mean of the training conditions' ATEs "
+                    "from both, so only what is specific to each condition counts; the perturbed-mean baseline "
+                    "scores – (undefined) by construction.", ""]
+
+
+def _cell_eval_tables(report: Mapping[str, Any]) -> list[str]:
+    section = report.get("cell_eval")
+    if not section or "skipped" in section:
+        return []
+    lines = [f"## cell-eval {section['version']} (profile {section['profile']!r})", ""]
+    for subset in _table_subsets(report["ate"]):
+        metrics = sorted({m for name, _ in _methods(report, section) for m in section[name][subset]} - {"n_conditions"})
+        header = ["method", "conditions"] + metrics
+        lines += [f"Conditions: {subset}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for name, label in _methods(report, section):
+            scores = section[name][subset]
+            lines.append("| " + " | ".join([label, str(scores["n_conditions"])]
+                                          + [_fmt(scores.get(m)) for m in metrics]) + " |")
+        lines.append("")
+    return lines + ["cell-eval's own metrics (means over conditions); the model's cells are counterfactual "
+                    "predictions from the training control cells, the baselines' are mean cells.", ""]
 
 
 def _truth_columns(report: Mapping[str, Any]) -> dict[str, float | None]:
