@@ -74,6 +74,7 @@ def test_summarise_averages_per_subset():
 
 @needs_cell_eval
 @pytest.mark.cell_eval
+@pytest.mark.slow
 def test_cell_eval_pearson_delta_equals_our_delta_pearson_on_the_same_cells(real_and_other):
     from samsvae_pyro.evaluate.cell_eval import cell_eval_metrics
 

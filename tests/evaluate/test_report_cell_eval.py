@@ -44,6 +44,7 @@ def test_cell_eval_needs_its_extra(trained, tmp_path, monkeypatch):
 
 @pytest.mark.skipif(cell_eval_version() is None, reason='cell-eval is not installed (pip install "samsvae-pyro[eval]")')
 @pytest.mark.cell_eval
+@pytest.mark.slow
 def test_cell_eval_scores_the_model_and_every_baseline(trained, tmp_path):
     report = trained.evaluate(tmp_path, cell_eval=True, **CHEAP)
     section = report["cell_eval"]
@@ -55,6 +56,7 @@ def test_cell_eval_scores_the_model_and_every_baseline(trained, tmp_path):
         assert np.isfinite(section[name]["all"]["mae"])
     assert -1 <= section["model"]["all"]["pearson_delta"] <= 1
     # a shared definition agrees: cell-eval's pearson_delta of the additive mean cells is our delta Pearson
+    assert section["additive"]["clipped_fraction"] == 0.0 and section["model"]["clipped_fraction"] == 0.0
     ours = report["ate"]["additive"]["all"]["delta_pearson"]
     assert section["additive"]["all"]["pearson_delta"] == pytest.approx(ours, abs=1e-4)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
