@@ -27,6 +27,8 @@ Usage (1 thread; each command appends rows to its CSV, ``--skip-done`` resumes):
     python benchmarks/real_data.py norman_ood --seeds 0 1 2 --steps 1500
     python benchmarks/real_data.py norman_random --seeds 0 1 2 --steps 1500
     python benchmarks/real_data.py kang --seeds 0 1 --steps 600
+    python benchmarks/real_data.py norman_ood --seeds 0 --steps 6000 --models sams_vae_correlated \
+        --out benchmarks/results/real_norman_ood_long.csv          # does training longer close the gap?
     python benchmarks/real_data.py summary      # mean +- sd tables (Markdown) of every CSV present
 """
 
@@ -258,14 +260,24 @@ def append(path: Path, row: dict) -> None:
 
 
 def summary() -> None:
+    """Markdown tables, mean ± sd over seeds per method, of every results CSV present."""
     for path in sorted(RESULTS.glob("real_*.csv")):
         frame = pd.read_csv(path)
-        numeric = frame.drop(columns=["experiment", "seed"]).select_dtypes("number").columns
-        grouped = frame.groupby("method", sort=False)[list(numeric)]
-        mean, sd, n = grouped.mean(), grouped.std(), grouped.size()
-        print(f"\n## {path.stem} (seeds per row: {n.to_dict()})\n")
-        cells = mean.map(lambda v: f"{v:.3f}").astype(str) + sd.map(lambda v: "" if np.isnan(v) else f" ± {v:.3f}")
-        print(cells.to_markdown())
+        numeric = [c for c in frame.select_dtypes("number").columns if c not in ("seed", "steps")]
+        grouped = frame.groupby("method", sort=False)
+        mean, sd, n = grouped[numeric].mean(), grouped[numeric].std(), grouped.size()
+        columns = [c for c in numeric if mean[c].notna().any()]
+        print(f"\n## {path.stem}\n\n| method | seeds | " + " | ".join(columns) + " |\n|" + "---|" * (len(columns) + 2))
+        for method in mean.index:
+            cells = [_mean_sd(mean.at[method, c], sd.at[method, c], c) for c in columns]
+            print(f"| {method} | {n[method]} | " + " | ".join(cells) + " |")
+
+
+def _mean_sd(mean: float, sd: float, column: str) -> str:
+    if np.isnan(mean):
+        return "–"
+    digits = 0 if column.endswith("_s") or "rank_" in column else 3 if abs(mean) < 10 else 1
+    return f"{mean:.{digits}f}" + ("" if np.isnan(sd) else f" ± {sd:.{digits}f}")
 
 
 def main() -> None:
@@ -275,6 +287,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--out", type=Path, default=None, help="CSV (default benchmarks/results/real_<experiment>.csv)")
     parser.add_argument("--skip-done", action="store_true", help="skip (method, seed) rows already in the CSV")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None,
+                        help="train only these models (baselines are still scored)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.experiment == "summary":
@@ -282,6 +296,8 @@ def main() -> None:
     out = args.out or RESULTS / f"real_{args.experiment}.csv"
     done = pd.read_csv(out) if args.skip_done and out.exists() else pd.DataFrame(columns=["method", "seed"])
     skip = set(zip(done["method"], done["seed"]))
+    for name in set(MODELS) - set(args.models or MODELS):
+        del MODELS[name]
     {"norman_ood": norman_ood, "norman_random": norman_random, "kang": kang}[args.experiment](
         args.seeds, args.steps, out, skip)
 
