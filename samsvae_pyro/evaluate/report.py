@@ -287,8 +287,11 @@ def _linear(design: Any, data: AnnData, method: str) -> AnnData:
     """The linear baseline with target-gene embeddings, or with training embeddings where targets are not measured."""
     try:
         return linear_baseline(design, data, method=method)
-    except ValueError:
-        return linear_baseline(design, data, method=method, embedding="training")
+    except ValueError as targets:
+        try:
+            return linear_baseline(design, data, method=method, embedding="training")
+        except ValueError as training:
+            raise ValueError(f"with target-gene embeddings: {targets} With training embeddings: {training}") from None
 
 
 def _subsets(data: AnnData, columns: tuple[str, ...]) -> dict:
@@ -494,8 +497,6 @@ def _summary_table(report: Mapping[str, Any]) -> list[str]:
 
 
 def _baseline_label(name: str, scores: Mapping[str, Any]) -> str:
-    if name == "training_mean":
-        return "training mean (Systema's perturbed mean)"
     if name == "linear" and scores.get("embedding") == "training":
         return "linear (training embedding)"
     return name.replace("_", " ")
@@ -521,8 +522,8 @@ def _centred_table(report: Mapping[str, Any]) -> list[str]:
                          for metric in ("pearson", "delta_pearson")]
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Model and baselines vs data after subtracting the mean of the training conditions' ATEs "
-                    "from both, so only what is specific to each condition counts; the perturbed-mean baseline "
-                    "scores – (undefined) by construction.", ""]
+                    "from both, so only what is specific to each condition counts. The training mean is Systema's "
+                    "perturbed-mean baseline: it is the reference itself, so it scores – (undefined) by construction.", ""]
 
 
 def _cell_eval_tables(report: Mapping[str, Any]) -> list[str]:

@@ -31,7 +31,7 @@ def test_report_has_centred_metrics_for_the_model_and_every_baseline(trained, tm
     assert centred["training_mean"]["all"]["pearson"] is None  # the perturbed mean is the reference itself
     assert -1 <= centred["model"]["all"]["delta_pearson"] <= 1
     text = (tmp_path / "metrics.md").read_text()
-    assert "## Centred on the perturbed mean (Systema)" in text and "Systema's perturbed mean" in text
+    assert "## Centred on the perturbed mean (Systema)" in text and "Systema's perturbed-mean baseline" in text
     assert "cell_eval" not in report
 
 
