@@ -103,7 +103,7 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
     from samsvae_pyro import SAMSVAE
     from samsvae_pyro.evaluate import mask_recovery
     from samsvae_pyro.evaluate.ate import data_ate
-    from samsvae_pyro.evaluate.metrics import _pearson
+    from samsvae_pyro.evaluate.metrics import pearson
 
     adata, control = simulate(sim, seed)
     size, recipe = SIMULATIONS[sim], resolve(variant, steps)
@@ -134,7 +134,7 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
     return dict(sim=sim, variant=variant, seed=seed, steps=steps, f1=scores["f1"], auroc=scores["auroc"],
                 fraction_on=scores["fraction_on"], fraction_true=scores["fraction_true"],
                 iwelbo=float(model.iwelbo(split="test", n_particles=iwelbo_particles).mean()),
-                ate_pearson=_pearson(np.asarray(ate.X), reference), seconds=seconds)
+                ate_pearson=pearson(np.asarray(ate.X), reference), seconds=seconds)
 
 
 def varimax(loadings: torch.Tensor, iterations: int = 200, tol: float = 1e-7) -> torch.Tensor:

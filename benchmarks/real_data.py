@@ -64,7 +64,7 @@ from samsvae_pyro.evaluate.cell_eval import (
     observed_cells,
     summarise,
 )
-from samsvae_pyro.interpret import grouping_score, perturbation_similarity, posterior_effects
+from samsvae_pyro.interpret import grouping_score, perturbation_similarity
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 NORMAN, KANG = DATA / "norman2019_k562_subset.h5ad", DATA / "kang2018_pbmc_ifnb_subset.h5ad"
@@ -200,7 +200,7 @@ def norman_random(seeds: list[int], steps: int, out: Path, skip: set) -> None:
 def structure(model, pred: ad.AnnData, truth: ad.AnnData, seed: int) -> dict:
     """Latent structure of the singles vs the p38 grouping (permutation null) and KLF1's erythroid rank."""
     singles = [c for c in truth.obs_names if "+" not in c]
-    effects, _ = posterior_effects(model, seed=seed)
+    effects, _ = model.posterior_effects(seed=seed)
     groups = {"p38_activators": P38} | {s: [s] for s in singles if s not in P38}
     row = {}
     data_values = pd.DataFrame(truth[singles].X, index=singles)

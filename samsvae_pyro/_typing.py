@@ -1,4 +1,5 @@
-"""Shared types and the shape alphabet.
+"""Shared types, every string choice of the public API (a ``Literal``; its tuple is ``typing.get_args``),
+and the shape alphabet.
 
 Shape letters used in every docstring and shape comment of the package:
 
@@ -15,16 +16,25 @@ H     hidden units of an MLP
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Any, Callable, Literal, TypedDict
 
 from torch import Tensor
 
 Likelihood = Literal["nb", "poisson", "normal"]
-GuideName = Literal["correlated", "mean_field", "svae_plus", "conditional"]
+SAMSGuideName = Literal["correlated", "mean_field"]  # the guides of SAMS-VAE (and CPA-VAE)
+GuideName = Literal[SAMSGuideName, "svae_plus", "conditional"]
 EstimatorName = Literal["trace", "mean_field", "tracegraph"]
 Weighting = Literal["plated", "per_perturbation"]
 Encoding = Literal["sum", "unique"]
 MaskPrior = Literal["bernoulli", "beta_bernoulli"]
+GuideFactory = Callable[..., Any]  # factory(model, **stats) -> guide, or a guide module (also callable)
+AteMethod = Literal["perturbseq", "mean"]
+DatasetName = Literal["norman", "replogle"]
+IwelboKind = Literal["predictive", "joint"]
+LatentKind = Literal["basal", "perturbed"]
+PredictMode = Literal["generative", "counterfactual"]
+SimilarityMetric = Literal["cosine", "correlation"]
+SimilaritySource = Literal["effects", "mask"]
 
 
 class Batch(TypedDict):

@@ -15,14 +15,23 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
+from samsvae_pyro._typing import (
+    DatasetName,
+    Encoding,
+    EstimatorName,
+    Likelihood,
+    PredictMode,
+    SAMSGuideName,
+    SimilarityMetric,
+    SimilaritySource,
+)
+from samsvae_pyro.runs.render import evaluation_summary, interpretation_summary
 
 DEMO_DIR = "samsvae_demo"
 RUN_DIR = "samsvae_run"
 TRAIN_STEPS = 2000
-RUN_FILES = ("config.json", "checkpoint.pt")
-HISTORY = "history.csv"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,54 +41,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-# ---------------------------------------------------------------- commands
+# ---------------------------------------------------------------- commands: each calls into samsvae_pyro.runs
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate, train briefly, evaluate and save into one directory; print the headline numbers."""
     import torch
 
-    from samsvae_pyro import SAMSVAE
+    from samsvae_pyro.runs import run_demo
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    adata, held_out = demo_data(seed=args.seed, small=args.small)
-    print(f"simulated {adata.n_obs} cells x {adata.n_vars} genes: {_n_conditions(adata)} conditions "
-          f"(singles and pairs; pairs {', '.join(held_out)} only in the test split), seed {args.seed}")
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
-    model = SAMSVAE(adata, n_latent=8, n_hidden=128, mask_prior_prob=0.1, guide="correlated",
-                    guide_kwargs={"embedding_hidden": 128}, device="cpu", seed=args.seed)
-    print(f"training SAMS-VAE (correlated guide) for {args.steps} steps")
-    model.train(max_steps=args.steps, batch_size=256, lr=3e-3, n_particles=5, val_every=max(args.steps // 5, 1),
-                seed=args.seed, progress=not args.quiet)
-    out = Path(args.out)
-    model.save(out, overwrite=True)
-    model.history.to_csv(out / HISTORY, index=False)
-    print("evaluating (held-out IWELBO, treatment effects, baselines, mask recovery, plots)")
-    particles = 20 if args.small else 100
-    report = model.evaluate(out, truth=adata.uns["sams_truth"], n_particles=particles, seed=args.seed)
-    print_summary(report, out)
+    report = run_demo(args.out, steps=args.steps, seed=args.seed, small=args.small, progress=not args.quiet,
+                      log=print)
+    _print_lines(evaluation_summary(report, Path(args.out)))
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 
 
-def demo_data(*, seed: int = 0, small: bool = False):
-    """Count simulation with control cells and 6 pairs, 2 of which are held out of training (test only)."""
-    from samsvae_pyro import simulate_counts
-
-    size = dict(n_perturbations=6, cells_per_perturbation=60, n_double=3, n_ate_samples=300) if small else \
-        dict(n_perturbations=12, cells_per_perturbation=200, n_double=6, n_ate_samples=2000)
-    adata = simulate_counts(seed=seed, **size)
-    pairs = [c for c in adata.uns["sams_truth"]["true_ate_conditions"] if "+" in c]
-    held_out = pairs[-2:]
-    split = adata.obs["split"].astype(str).to_numpy()
-    split[adata.obs["perturbation"].astype(str).isin(held_out).to_numpy()] = "test"
-    adata.obs["split"] = split
-    return adata, held_out
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
     from samsvae_pyro import simulate_counts, simulate_paper
+    from samsvae_pyro.runs.layout import write_h5ad
 
     out = _new_file(args.out, ".h5ad", overwrite=args.overwrite)
     if args.kind == "counts":
@@ -94,7 +76,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         adata = simulate_paper(n_perturbations=args.n_perturbations or 100, seed=args.seed, n_groups=args.n_groups,
                                cells_per_perturbation=(round(cells * 5 / 7), round(cells / 7), round(cells / 7)))
         keys = "--perturbation-key perturbation --control-label control --split-key split --likelihood normal"
-    adata.write_h5ad(out)
+    write_h5ad(adata, out)
     print(f"wrote {out}: {adata.n_obs} cells x {adata.n_vars} genes ({args.kind} simulation, seed {args.seed}); "
           f"truth in uns['sams_truth']")
     print(f"train on it with: samsvae train --adata {out} {keys}")
@@ -114,7 +96,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from samsvae_pyro import SAMSVAE
+    from samsvae_pyro.runs.experiment import read_h5ad
+    from samsvae_pyro.runs.train import check_run_dir, train_anndata
 
     if args.config:
         return _train_config(args)
@@ -124,30 +107,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("--set applies to --config runs only; without a config use the flags (see --help).")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out or RUN_DIR)
-    steps = args.steps or TRAIN_STEPS
-    if any((out / name).exists() for name in RUN_FILES) and not args.overwrite:
-        raise ValueError(f"{out} already holds a saved model; choose another --out or pass --overwrite.")
+    out = check_run_dir(args.out or RUN_DIR, overwrite=args.overwrite)
     adata = read_h5ad(args.adata)
+    _check_columns(adata, args)
     setup = dict(perturbation_key=args.perturbation_key, control_label=args.control_label, layer=args.layer,
                  split_key=args.split_key, delimiter=args.delimiter, dosage_columns=args.dosage_columns,
                  control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed)
-    _check_columns(adata, args)
-    SAMSVAE.setup_anndata(adata, **setup)
-    model = SAMSVAE(adata, n_latent=args.n_latent, guide=args.guide, likelihood=args.likelihood,
-                    mask_prior_prob=args.mask_prior_prob, n_hidden=args.n_hidden, n_layers=args.n_layers,
-                    device=args.device, seed=args.seed)
-    print(f"training SAMS-VAE ({args.guide} guide) on {adata.n_obs} cells x {adata.n_vars} genes, "
-          f"{model.data.n_perturbations} perturbations, for {steps} steps")
-    model.train(max_steps=steps, batch_size=args.batch_size, lr=args.lr, n_particles=args.n_particles,
-                estimator=args.estimator, val_every=args.val_every, seed=args.seed, progress=not args.quiet)
-    model.save(out, overwrite=True)
-    model.history.to_csv(out / HISTORY, index=False)
-    print(f"saved the model in {out}")
-    if args.no_evaluate:
-        return 0
-    report = model.evaluate(out, truth=adata.uns.get("sams_truth"), n_particles=args.eval_particles, seed=args.seed)
-    print_summary(report, out)
+    model = dict(n_latent=args.n_latent, guide=args.guide, likelihood=args.likelihood,
+                 mask_prior_prob=args.mask_prior_prob, n_hidden=args.n_hidden, n_layers=args.n_layers,
+                 device=args.device, seed=args.seed)
+    train = dict(max_steps=args.steps or TRAIN_STEPS, batch_size=args.batch_size, lr=args.lr,
+                 n_particles=args.n_particles, estimator=args.estimator, val_every=args.val_every, seed=args.seed,
+                 progress=not args.quiet)
+    evaluate = None if args.no_evaluate else dict(n_particles=args.eval_particles, seed=args.seed)
+    report = train_anndata(adata, out, setup=setup, model=model, train=train, evaluate=evaluate, log=print)
+    if report:
+        _print_lines(evaluation_summary(report, out))
     return 0
 
 
@@ -155,7 +130,7 @@ def _train_config(args: argparse.Namespace) -> int:
     """``samsvae train --config FILE``: one run of an experiment config (train, save, evaluate the best checkpoint)."""
     import torch
 
-    from samsvae_pyro.experiments import load_config, resolve_config, run_config
+    from samsvae_pyro.runs import load_config, resolve_config, run_config
 
     given = [name for name, default in args.flag_defaults.items() if getattr(args, name) != default]
     if given:
@@ -168,16 +143,17 @@ def _train_config(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     print(f"training {config['model']['class']} ({config['guide']['name']} guide), variant {config['variant']} of "
           f"{args.config}, for {config['train']['max_steps']} steps into {out}")
-    report = run_config(config, out, overwrite=args.overwrite, progress=not args.quiet, evaluate=not args.no_evaluate)
+    report = run_config(config, out, overwrite=args.overwrite, progress=not args.quiet, evaluate=not args.no_evaluate,
+                        log=print)
     print(f"saved the model and the resolved config (experiment.yaml) in {out}")
     if report:
-        print_summary(report, out)
+        _print_lines(evaluation_summary(report, out))
     return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict:
     """``--set KEY=VALUE`` pairs, plus ``--steps`` as ``train.max_steps``."""
-    from samsvae_pyro.experiments import parse_overrides
+    from samsvae_pyro.runs import parse_overrides
 
     overrides = parse_overrides(args.set or [])
     if args.steps:
@@ -186,41 +162,46 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model, adata = load_any_run(args.run_dir, args.adata, device=args.device)
+    from samsvae_pyro.runs import evaluate_run, open_run
+    from samsvae_pyro.runs.layout import TRUTH_KEY
+
+    model, adata = open_run(args.run_dir, args.adata, device=args.device)
     out = Path(args.out) if args.out else Path(args.run_dir)
-    report = model.evaluate(out, truth=adata.uns.get("sams_truth"), n_particles=args.n_particles,
-                            ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
-                            plots=not args.no_plots, cell_eval=args.cell_eval, seed=args.seed)
-    print_summary(report, out)
+    report = evaluate_run(model, out, truth=adata.uns.get(TRUTH_KEY), n_particles=args.n_particles,
+                          ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
+                          plots=not args.no_plots, cell_eval=args.cell_eval, seed=args.seed)
+    _print_lines(evaluation_summary(report, out))
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Every run of a config's sweep grid, then the aggregated table; exit status 1 if a run failed."""
-    from samsvae_pyro.experiments import load_config, run_sweep
+    from samsvae_pyro.runs import load_config, run_sweep
+    from samsvae_pyro.runs.layout import RUNS_DIR, RUNS_TABLE, SUMMARY_CSV, SUMMARY_MD
 
     config = load_config(args.config)
     out = Path(args.out or Path("runs") / str(config.get("name") or Path(args.config).stem))
     runs, _ = run_sweep(config, out, overrides=_overrides(args), jobs=args.jobs, covering=args.covering,
                         overwrite=args.overwrite, threads=args.threads, progress=not args.quiet)
-    print((out / "summary.md").read_text())
-    print(f"summary: {out / 'summary.md'} and {out / 'summary.csv'}; per run: {out / 'runs.csv'}, run "
-          f"directories in {out / 'runs'}")
+    print((out / SUMMARY_MD).read_text())
+    print(f"summary: {out / SUMMARY_MD} and {out / SUMMARY_CSV}; per run: {out / RUNS_TABLE}, run "
+          f"directories in {out / RUNS_DIR}")
     failed = int((~runs["status"].isin(["ok", "reused"])).sum())
     if failed:
-        print(f"error: {failed} of {len(runs)} runs failed (see {out / 'runs.csv'})", file=sys.stderr)
+        print(f"error: {failed} of {len(runs)} runs failed (see {out / RUNS_TABLE})", file=sys.stderr)
     return 1 if failed else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """The paper-style table of run directories, printed and written as Markdown and CSV."""
-    from samsvae_pyro.experiments import comparison_table, markdown_table, write_table
+    from samsvae_pyro.runs import comparison_table, write_table
+    from samsvae_pyro.runs.compare import comparison_markdown
 
     table = comparison_table(args.run_dirs, reference=args.reference)
     reference = Path(args.reference or args.run_dirs[0]).name
-    text = (markdown_table(table) + f"\nIWELBO: held-out predictive IWELBO, nats per cell; relative IWELBO: run minus "
-            f"{reference} on the same cells (higher is better); ATE r: Pearson of model vs data ATE per condition "
-            "subset, on all genes and on each condition's top genes.\n")
+    text = (comparison_markdown(table) + f"\nIWELBO: held-out predictive IWELBO, nats per cell; relative IWELBO: "
+            f"run minus {reference} on the same cells (higher is better); ATE r: Pearson of model vs data ATE per "
+            "condition subset, on all genes and on each condition's top genes.\n")
     markdown, csv = write_table(table, args.out, markdown=text)
     print(text)
     print(f"wrote {markdown} and {csv}")
@@ -228,17 +209,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from samsvae_pyro.runs import open_run
+    from samsvae_pyro.runs.experiment import read_h5ad
+    from samsvae_pyro.runs.layout import PREDICTIONS, write_h5ad
+
     if args.source and args.mode != "counterfactual":
         raise ValueError("--source applies to --mode counterfactual only.")
-    out = Path(args.out or Path(args.run_dir) / "predictions.h5ad")
+    out = Path(args.out or Path(args.run_dir) / PREDICTIONS)
     if out.suffix != ".h5ad":
         raise ValueError(f"{out} should end in .h5ad.")
-    model, _ = load_run(args.run_dir, args.adata, device=args.device)
+    model, _ = open_run(args.run_dir, args.adata, device=args.device)
     source = read_h5ad(args.source) if args.source else None
     prediction = model.predict(list(args.perturbations), mode=args.mode, source=source, n_cells=args.n_cells,
                                seed=args.seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prediction.write_h5ad(out)
+    write_h5ad(prediction, out)
     counts = prediction.obs["perturbation"].value_counts()
     print(f"wrote {out}: {prediction.n_obs} predicted cells x {prediction.n_vars} genes ({args.mode}; "
           + ", ".join(f"{label}: {counts[label]}" for label in args.perturbations) + ")")
@@ -247,89 +231,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_interpret(args: argparse.Namespace) -> int:
-    from samsvae_pyro.interpret import groups_from_pathways, interpret_model, read_groups
+    from samsvae_pyro.interpret import read_groups
+    from samsvae_pyro.runs import interpret_run, open_run
+    from samsvae_pyro.runs.interpretation import choose_groups
 
     if args.groups and args.pathways:
         raise ValueError("give either --groups FILE or --pathways, not both.")
     groups = read_groups(args.groups) if args.groups else None
-    model, adata = load_any_run(args.run_dir, args.adata, device=args.device)
-    if args.pathways:
-        target_key = None if args.target_key.lower() == "none" else args.target_key
-        groups = groups_from_pathways(adata, model.data.vocabulary.perturbations,
-                                      perturbation_key=model.setup.get("perturbation_key"), target_key=target_key)
-        print(f"pathways: {len(groups)} of {len(adata.uns['pathways'])} have perturbed members")
-    elif groups is None and "groups" in adata.uns.get("sams_truth", {}):
-        groups = adata.uns["sams_truth"]["groups"]
-        print("scoring against the simulation's true groups (uns['sams_truth']['groups'])")
+    model, adata = open_run(args.run_dir, args.adata, device=args.device)
+    target_key = None if args.target_key.lower() == "none" else args.target_key
+    groups = choose_groups(model, adata, groups=groups, pathways=args.pathways, target_key=target_key, log=print)
     out = Path(args.out) if args.out else Path(args.run_dir)
-    report = interpret_model(model, out, groups=groups, source=args.source, metric=args.metric,
-                             n_clusters=args.n_clusters, n_permutations=args.n_permutations, n_samples=args.n_samples,
-                             n_basal=args.n_basal, top_n=args.top_n, plots=not args.no_plots, seed=args.seed,
-                             log=lambda line: print(line, flush=True))
-    print(f"wrote interpret.json and {len(report['files'])} tables and plots to {out}; "
-          f"{report['n_clusters_found']} clusters of {report['n_perturbations']} perturbations")
-    grouping = report["grouping"]
-    if "skipped" not in grouping:
-        for name in ("auroc", "ari"):
-            row = grouping[name]
-            print(f"grouping {name.upper()} {_number(row['observed'])} vs permutation null "
-                  f"{_number(row['null_mean'])} +- {_number(row['null_sd'])} (z {_number(row['z_score'])}, "
-                  f"p {row['p_value']:.3g}; {grouping['n_grouped']} perturbations in {grouping['n_groups']} groups)")
+    report = interpret_run(model, out, groups=groups, source=args.source, metric=args.metric,
+                           n_clusters=args.n_clusters, n_permutations=args.n_permutations, n_samples=args.n_samples,
+                           n_basal=args.n_basal, top_n=args.top_n, plots=not args.no_plots, seed=args.seed,
+                           log=lambda line: print(line, flush=True))
+    _print_lines(interpretation_summary(report, out))
     return 0
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def read_h5ad(path: str | Path):
-    """Read an .h5ad file, with a one-line error for a missing or unreadable file."""
-    import anndata
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist (expected an .h5ad file).")
-    try:
-        return anndata.read_h5ad(path)
-    except OSError as error:
-        raise ValueError(f"cannot read {path} as an .h5ad file: {error}") from error
-
-
-def load_run(run_dir: str | Path, adata_path: str | Path, *, device: str = "auto"):
-    """The model saved by ``samsvae train`` in ``run_dir``, re-created on the AnnData it was trained on."""
-    import json
-
-    import pandas as pd
-
-    from samsvae_pyro.api import PerturbationModel
-
-    run_dir = Path(run_dir)
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir} is not a saved run ({', '.join(missing)} missing); "
-                                "create one with `samsvae train` or `samsvae demo`.")
-    families = {cls.__name__: cls for cls in PerturbationModel.__subclasses__()}
-    name = json.loads((run_dir / "config.json").read_text()).get("class")
-    if name not in families:
-        raise ValueError(f"{run_dir}/config.json names the model class {name!r}; known: {sorted(families)}.")
-    adata = read_h5ad(adata_path)
-    model = families[name].load(run_dir, adata, device=device)
-    if (run_dir / HISTORY).is_file():
-        model.history = pd.read_csv(run_dir / HISTORY)
-    return model, adata
-
-
-def load_any_run(run_dir: str | Path, adata_path: str | Path | None, *, device: str = "auto"):
-    """A saved run with its AnnData: read from ``adata_path``, or rebuilt from the experiment config of a run
-    of ``train --config`` / ``sweep`` when ``adata_path`` is None."""
-    if adata_path is not None:
-        return load_run(run_dir, adata_path, device=device)
-    from samsvae_pyro.experiments import load_experiment_run
-
-    return load_experiment_run(run_dir, device=device)
-
-
 def _check_columns(adata, args: argparse.Namespace) -> None:
-    """Name the missing obs column or layer before anything else runs."""
+    """Name the missing obs column or layer (by its flag) before anything else runs."""
     for option, key in (("--perturbation-key", args.perturbation_key), ("--split-key", args.split_key)):
         if key is not None and key not in adata.obs:
             raise ValueError(f"{option} {key!r} is not an obs column of {args.adata}; "
@@ -350,37 +275,9 @@ def _new_file(path: str | Path, suffix: str, *, overwrite: bool) -> Path:
     return path
 
 
-def _n_conditions(adata) -> int:
-    return len(adata.uns["sams_truth"]["true_ate_conditions"])
-
-
-def print_summary(report: dict, out: Path) -> None:
-    """Where the report is, and its headline numbers."""
-    print(f"report: {out / 'metrics.md'} (also metrics.json, ate_model.h5ad, ate_data.h5ad, PNG plots)")
-    iwelbo = report["iwelbo"]
-    if "skipped" not in iwelbo:
-        print(f"held-out IWELBO ({iwelbo['split']} cells, {iwelbo['n_particles']} particles): "
-              f"{iwelbo['mean']:.1f} nats per cell")
-    ate = report["ate"]
-    if "skipped" not in ate:
-        for subset, info in ate["subsets"].items():
-            if subset in ("all", "unseen") and info["n_conditions"]:
-                scores = {name: ate[name][subset]["pearson"] for name in ate
-                          if name != "subsets" and "skipped" not in ate[name]}
-                what = "conditions" if subset == "all" else info["description"]
-                print(f"ATE Pearson vs data ATE on {subset} ({info['n_conditions']} {what}): "
-                      + ", ".join(f"{name} {_number(value)}" for name, value in scores.items()))
-    truth = report["truth"]
-    if "skipped" not in truth:
-        mask, coverage = truth["mask_recovery"], truth["coverage"]
-        if "skipped" not in mask:
-            print(f"mask recovery: F1 {_number(mask['f1'])}, AUROC {_number(mask['auroc'])}")
-        if "skipped" not in coverage:
-            print(f"90% credible intervals cover {_number(coverage['coverage'])} of the true ATE entries")
-
-
-def _number(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.3f}"
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
 
 
 # ---------------------------------------------------------------- parser
@@ -439,7 +336,7 @@ def _simulate_parser(commands) -> None:
 
 def _download_parser(commands) -> None:
     sub = _command(commands, "download", cmd_download, "Download a paper dataset into the cache (resumable).")
-    sub.add_argument("name", choices=("norman", "replogle"),
+    sub.add_argument("name", choices=get_args(DatasetName),
                      help="norman: Norman 2019 (1.7 GB); replogle: Replogle 2022 genome-wide K562 file (~66 GB)")
     sub.add_argument("--cache-dir", default=None,
                      help="cache directory (default $SAMSVAE_CACHE or ~/.cache/samsvae_pyro)")
@@ -463,13 +360,13 @@ def _train_parser(commands) -> None:
     data.add_argument("--layer", default=None, help="layer holding the counts (default X)")
     data.add_argument("--split-key", default=None,
                       help="obs column with train/val/test/excluded (default: random 64/16/20 split)")
-    data.add_argument("--encoding", choices=("sum", "unique"), default="sum")
+    data.add_argument("--encoding", choices=get_args(Encoding), default="sum")
     model = sub.add_argument_group("model")
     model.add_argument("--n-latent", type=_positive, default=10)
     model.add_argument("--n-hidden", type=_positive, default=400)
     model.add_argument("--n-layers", type=_positive, default=1)
-    model.add_argument("--guide", choices=("correlated", "mean_field"), default="correlated")
-    model.add_argument("--likelihood", choices=("nb", "poisson", "normal"), default="nb")
+    model.add_argument("--guide", choices=get_args(SAMSGuideName), default="correlated")
+    model.add_argument("--likelihood", choices=get_args(Likelihood), default="nb")
     model.add_argument("--mask-prior-prob", type=float, default=0.01)
     fit = sub.add_argument_group("training")
     fit.add_argument("--out", default=None,
@@ -479,7 +376,7 @@ def _train_parser(commands) -> None:
     fit.add_argument("--batch-size", type=_positive, default=512)
     fit.add_argument("--lr", type=float, default=3e-4)
     fit.add_argument("--n-particles", type=_positive, default=5)
-    fit.add_argument("--estimator", choices=("trace", "mean_field", "tracegraph"), default="trace")
+    fit.add_argument("--estimator", choices=get_args(EstimatorName), default="trace")
     fit.add_argument("--val-every", type=_positive, default=500)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -547,7 +444,7 @@ def _predict_parser(commands) -> None:
     sub.add_argument("run_dir", help="directory written by `samsvae train` or `samsvae demo`")
     sub.add_argument("--adata", required=True, help="the .h5ad the run was trained on")
     sub.add_argument("--perturbations", nargs="+", required=True, metavar="LABEL", help="e.g. A B+C")
-    sub.add_argument("--mode", choices=("generative", "counterfactual"), default="generative",
+    sub.add_argument("--mode", choices=get_args(PredictMode), default="generative",
                      help="generative: z_basal from the prior; counterfactual: inferred from source cells "
                           "(default: the training controls) then shifted")
     sub.add_argument("--source", default=None, help="counterfactual source cells (.h5ad, same genes)")
@@ -569,9 +466,9 @@ def _interpret_parser(commands) -> None:
     grouping.add_argument("--target-key", default="gene",
                           help="obs column of each cell's target gene for --pathways (default 'gene'; "
                                "'none': perturbation names are the genes)")
-    sub.add_argument("--source", choices=("effects", "mask"), default="effects",
+    sub.add_argument("--source", choices=get_args(SimilaritySource), default="effects",
                      help="compare posterior mean effects E * M (default) or mask probabilities q(m = 1)")
-    sub.add_argument("--metric", choices=("cosine", "correlation"), default="cosine")
+    sub.add_argument("--metric", choices=get_args(SimilarityMetric), default="cosine")
     sub.add_argument("--n-clusters", type=_positive, default=None,
                      help="clusters (default: the number of groups, else a cut at average similarity 0.5)")
     sub.add_argument("--n-permutations", type=_positive, default=1000, help="permutations of the null (default 1000)")

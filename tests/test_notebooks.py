@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.experiments.conftest import PAIRS, SINGLES
+from tests.runs.conftest import PAIRS, SINGLES
 from tests.schema_files import write_norman_file, write_replogle_file
 
 REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"  # real subsets (07 only)

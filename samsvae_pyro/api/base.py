@@ -1,38 +1,57 @@
 """The user-facing surface shared by every model family: setup_anndata, train, save/load, accessors.
 
 Files in ``api/`` never call ``pyro.sample``: they build a model and a guide, hand them to the
-trainer, and read posteriors through :mod:`samsvae_pyro.evaluate`.
+trainer, and read posteriors through :mod:`samsvae_pyro.evaluate`. Nothing here imports
+:mod:`samsvae_pyro.runs`: the report of a run on disk is ``samsvae_pyro.runs.evaluate_run(model, dir)``
+and its latent-structure analysis ``samsvae_pyro.runs.interpret_run(model, dir)``.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
-from samsvae_pyro.api.device import choose_device, seeded
-from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
-from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
-from samsvae_pyro.evaluate.iwelbo import iwelbo
-from samsvae_pyro.evaluate.posterior import guide_trace, replay_model, site_mean
-from samsvae_pyro.evaluate.predictive import (
-    TARGET_LIBRARY, local_posterior, model_ate_draws, sample_globals, sample_x, summarise_draws,
+from samsvae_pyro._typing import (
+    AteMethod, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
 )
-from samsvae_pyro.evaluate.report import evaluate_model
+from samsvae_pyro.api.persistence import (
+    CHECKPOINT,
+    guide_for_load,
+    load_state,
+    read_checkpoint,
+    read_model_config,
+    save_model,
+)
+from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
+from samsvae_pyro.data.registry import register, registered_setup, with_setup
+from samsvae_pyro.data.transforms import TARGET_LIBRARY
+from samsvae_pyro.device import choose_device, seeded
+from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
+from samsvae_pyro.evaluate.effects import posterior_effects
+from samsvae_pyro.evaluate.iwelbo import iwelbo
+from samsvae_pyro.evaluate.latent_dims import decoder_response
+from samsvae_pyro.evaluate.posterior import guide_trace, latent_frame, replay_model, site_mean
+from samsvae_pyro.evaluate.predictive import (
+    counterfactual_counts,
+    generative_counts,
+    model_ate_draws,
+    prediction_anndata,
+    summarise_draws,
+)
 from samsvae_pyro.guides import check_guide, make_guide
 from samsvae_pyro.infer import SVITrainer, check_estimator
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
+from samsvae_pyro.nn.likelihoods import is_count
 
-SETUP_KEY = "_samsvae_setup"
-CHECKPOINT, CONFIG = "checkpoint.pt", "config.json"
 ENCODER_SIZES = ("n_hidden", "n_layers", "activation")  # registered guides copy these from the decoder
+LATENT_KINDS, PREDICT_MODES = get_args(LatentKind), get_args(PredictMode)
 
 
 class PerturbationModel:
@@ -54,13 +73,13 @@ class PerturbationModel:
         Seed of the parameter initialisation (training has its own ``seed``).
     """
 
-    def __init__(self, adata: ad.AnnData, *, guide: str | Callable | torch.nn.Module = "correlated",
+    def __init__(self, adata: ad.AnnData, *, guide: GuideName | GuideFactory = "correlated",
                  guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0, **model_kwargs: Any):
-        self.setup = _registered_setup(adata)
+        self.setup = registered_setup(adata)
         self.device = choose_device(device)
         self.model_kwargs = model_kwargs
         self.data = build_perturbation_data(adata, **self.setup,
-                                            count_data=model_kwargs.get("likelihood", "nb") != "normal")
+                                            count_data=is_count(model_kwargs.get("likelihood", "nb")))
         if isinstance(guide, str):
             guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
@@ -73,7 +92,7 @@ class PerturbationModel:
         self.model.to(self.device)
         check_guide(self.model, self.guide, self.example_batch())
         self.trainer: SVITrainer | None = None
-        self._trainer_state: dict | None = None
+        self.trainer_state: dict | None = None  # optimizer and step of the last training, to resume (saved)
         self.history: pd.DataFrame | None = None
 
     # ---------------------------------------------------------------- setup
@@ -92,12 +111,9 @@ class PerturbationModel:
         column even without training cells, as in the paper's unique-encoding runs: such a column is
         learned from the prior only, so predictions for it show what the prior alone implies.
         """
-        setup = dict(perturbation_key=perturbation_key, control_label=control_label, layer=layer,
-                     split_key=split_key, delimiter=delimiter, dosage_columns=dosage_columns,
-                     control_pattern=control_pattern, encoding=encoding, split_seed=split_seed,
-                     vocabulary=vocabulary)
-        build_perturbation_data(adata, **setup, count_data=False)
-        adata.uns[SETUP_KEY] = {k: v for k, v in setup.items() if v is not None}
+        register(adata, perturbation_key=perturbation_key, control_label=control_label, layer=layer,
+                 split_key=split_key, delimiter=delimiter, dosage_columns=dosage_columns,
+                 control_pattern=control_pattern, encoding=encoding, split_seed=split_seed, vocabulary=vocabulary)
 
     def _build_model(self, **model_kwargs):
         raise NotImplementedError
@@ -123,7 +139,7 @@ class PerturbationModel:
     # ---------------------------------------------------------------- training
     def train(
         self, max_steps: int = 1000, *, batch_size: int = 512, lr: float = 3e-4, n_particles: int = 5,
-        estimator: str = "trace", weighting: str = "plated", weight_decay: float = 1e-6,
+        estimator: EstimatorName = "trace", weighting: Weighting = "plated", weight_decay: float = 1e-6,
         clip_norm: float | None = 100.0, val_every: int = 500, early_stopping_patience: int | None = None,
         seed: int = 0, progress: bool = True, callback: Callable | None = None, devices: int = 1,
         process_dir: str | Path | None = None, schedules: dict | None = None, lr_globals: float | None = None,
@@ -154,15 +170,15 @@ class PerturbationModel:
         self.trainer = SVITrainer(self.model, self.guide, estimator=estimator, n_particles=n_particles, lr=lr,
                                   weight_decay=weight_decay, clip_norm=clip_norm, weighting=weighting,
                                   cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals)
-        if self._trainer_state is not None:
-            self.trainer.load_state_dict(self._trainer_state)
+        if self.trainer_state is not None:
+            self.trainer.load_state_dict(self.trainer_state)
         train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed)
         val = self.loader("val", batch_size=batch_size) if "val" in counts else None
         self.history = self.trainer.fit(
             train, val, max_steps=self.trainer.step + max_steps, val_every=val_every,
             early_stopping_patience=early_stopping_patience, seed=seed, progress=progress, callback=callback,
         )
-        self._trainer_state = self.trainer.state_dict()
+        self.trainer_state = self.trainer.state_dict()
         return self.history
 
     def _train_lightning(self, max_steps: int, *, devices: int, batch_size: int, seed: int, clip_norm,
@@ -197,19 +213,38 @@ class PerturbationModel:
         return self._frame(site_mean(self._global_trace(n_samples), E))
 
     def _frame(self, values: torch.Tensor) -> pd.DataFrame:
-        columns = [f"latent_{k}" for k in range(values.shape[-1])]
-        return pd.DataFrame(values.cpu().numpy(), index=list(self.data.vocabulary.perturbations), columns=columns)
+        return latent_frame(values, self.data.vocabulary.perturbations)
+
+    def posterior_effects(self, n_samples: int = 100, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Posterior mean effects E_q[e_tk m_tk] and inclusion probabilities q(m_tk = 1), (T, K) each.
+
+        Averaged per joint draw of the globals (:func:`samsvae_pyro.evaluate.posterior_effects`); the
+        inclusion probabilities are ``None`` for a family without a mask. Indexed by perturbation name.
+        """
+        with seeded(seed, self.device):
+            effects, inclusion = posterior_effects(self.model, self.guide, self.example_batch(1), n_samples=n_samples)
+        return self._frame(effects), None if inclusion is None else self._frame(inclusion)
+
+    def decoder_response(self, n_basal: int = 256, *, shift: float = 1.0, seed: int = 0) -> pd.DataFrame:
+        """Mean change of each gene's expected expression for a shift of each latent dim, (K, G).
+
+        Units and method: :func:`samsvae_pyro.evaluate.decoder_response`; indexed by ``latent_k``, one column per gene.
+        """
+        with seeded(seed, self.device):
+            response = decoder_response(self.model, device=self.device, n_basal=n_basal, shift=shift)
+        return pd.DataFrame(response.cpu().numpy(), index=[f"latent_{k}" for k in range(len(response))],
+                            columns=pd.Index(self.data.var_names, name="gene"))
 
     @torch.no_grad()
-    def get_latent_representation(self, adata: ad.AnnData | None = None, *, kind: str = "basal",
+    def get_latent_representation(self, adata: ad.AnnData | None = None, *, kind: LatentKind = "basal",
                                   n_samples: int = 10, batch_size: int = 512) -> np.ndarray:
         """Posterior mean latents per cell: ``"basal"`` (z_basal) or ``"perturbed"`` (the model's z).
 
         The perturbed latent is the model's return value replayed on the guide's draws, e.g. z_basal + d (E * M)
         for SAMS-VAE. Shapes: returns (N, K) for the cells of ``adata`` (default: the training AnnData).
         """
-        if kind not in ("basal", "perturbed"):
-            raise ValueError(f"kind={kind!r} is not supported; choose 'basal' or 'perturbed'.")
+        if kind not in LATENT_KINDS:
+            raise ValueError(f"kind={kind!r} is not supported; choose one of {list(LATENT_KINDS)}.")
         data = self._data_for(adata)
         out = []
         for batch in self.loader(np.arange(data.n_cells), batch_size=batch_size, data=data):
@@ -227,7 +262,7 @@ class PerturbationModel:
         return data, (np.arange(data.n_cells) if split is None or adata is not None else data.indices(split))
 
     def iwelbo(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_particles: int = 100,
-               batch_size: int = 128, kind: str = "predictive", seed: int = 0) -> pd.Series | float:
+               batch_size: int = 128, kind: IwelboKind = "predictive", seed: int = 0) -> pd.Series | float:
         """Held-out predictive IWELBO per cell in nats (higher is better), indexed by cell name.
 
         Evaluates the ``split`` of the training AnnData, or every cell of ``adata`` when given.
@@ -242,7 +277,7 @@ class PerturbationModel:
         return pd.Series(values.cpu().numpy(), index=data.obs_names[cells], name="iwelbo")
 
     def model_ate(self, conditions: list[str] | None = None, *, n_global_draws: int = 50,
-                  samples_per_draw: int = 50, method: str = "perturbseq", interval: float = 0.9,
+                  samples_per_draw: int = 50, method: AteMethod = "perturbseq", interval: float = 0.9,
                   max_elements: float = 2e7, seed: int = 0) -> ad.AnnData:
         """Posterior-predictive ATE per condition vs control, with credible intervals from the posterior over (E, M).
 
@@ -262,28 +297,12 @@ class PerturbationModel:
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
                            obs=condition_split_flags(self.data, np.asarray(conditions)))
 
-    def evaluate(self, output_dir: str | Path, **kwargs: Any) -> dict:
-        """Write the evaluation report (metrics.json, metrics.md, ATE h5ad files, PNG plots) to ``output_dir``.
-
-        Options (``truth=adata.uns["sams_truth"]`` for simulations, ``n_particles``, ``ate_draws``, ``plots``...)
-        and outputs: :func:`samsvae_pyro.evaluate.report.evaluate_model`. Returns the metrics as a nested dict.
-        """
-        return evaluate_model(self, output_dir, **kwargs)
-
-    def interpret(self, output_dir: str | Path, **kwargs: Any) -> dict:
-        """Write the latent-structure analysis (effects, similarity and clusters, grouping score, latent-dim tables,
-        plots, interpret.json) to ``output_dir``; options and outputs: :func:`samsvae_pyro.interpret.interpret_model`.
-        """
-        from samsvae_pyro.interpret import interpret_model  # interpret builds on this module
-
-        return interpret_model(self, output_dir, **kwargs)
-
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,
                                device=self.device)
 
     @torch.no_grad()
-    def predict(self, perturbations: list[str], *, mode: str = "generative", source: ad.AnnData | None = None,
+    def predict(self, perturbations: list[str], *, mode: PredictMode = "generative", source: ad.AnnData | None = None,
                 n_cells: int = 100, library: float = TARGET_LIBRARY, seed: int = 0) -> ad.AnnData:
         """Sample cells under perturbations or combinations, including ones never observed together.
 
@@ -295,93 +314,53 @@ class PerturbationModel:
         Returns AnnData (cells x genes): raw count samples in ``layers["counts"]``, log1p of counts
         normalised to 1e4 in ``X``, ``obs["perturbation"]`` (and ``obs["source_cell"]`` for counterfactuals).
         """
-        if mode not in ("generative", "counterfactual"):
-            raise ValueError(f"mode={mode!r} is not supported; choose 'generative' or 'counterfactual'.")
-        D = self._dosages(list(perturbations))
+        if mode not in PREDICT_MODES:
+            raise ValueError(f"mode={mode!r} is not supported; choose one of {list(PREDICT_MODES)}.")
+        labels = list(perturbations)
+        D = self._dosages(labels)
         with seeded(seed, self.device):
             if mode == "generative":
-                counts, obs = self._generative(D, list(perturbations), n_cells, library)
+                counts = generative_counts(self.model, self.guide, self.example_batch(1), D, n_cells=n_cells,
+                                           library=library)
+                obs = pd.DataFrame({"perturbation": np.repeat(labels, n_cells)})
             else:
-                counts, obs = self._counterfactual(D, list(perturbations), source)
-        return _prediction_anndata(counts, obs, self.data.var_names)
-
-    def _generative(self, D, labels, n_cells, library):
-        globals_ = sample_globals(self.guide, self.example_batch(1), n_cells)
-        x = sample_x(self.model, globals_, D, torch.full((len(labels),), float(library), device=self.device))
-        counts = x.transpose(0, 1).reshape(-1, x.shape[-1])  # (C * n_cells, G), condition-major
-        return counts, pd.DataFrame({"perturbation": np.repeat(labels, n_cells)})
-
-    def _counterfactual(self, D, labels, source):
-        data = self._data_for(source)
-        cells = np.arange(data.n_cells) if source is not None else np.flatnonzero(self.data.control_mask)
-        counts, names = [], []
-        for batch in self.loader(cells, batch_size=max(1, 4096 // len(labels)), data=data):
-            globals_ = sample_globals(self.guide, batch, 1)
-            z_basal = local_posterior(self.guide, batch, globals_).nodes[Z_BASAL]["value"]  # (1, B, K)
-            B = len(batch["index"])
-            x = sample_x(self.model, globals_, D.repeat_interleave(B, 0), batch["library"].repeat(len(labels)),
-                         z_basal=z_basal.repeat(1, len(labels), 1))  # (1, C * B, G)
-            counts.append(x[0].reshape(len(labels), B, -1))
-            names.append(data.obs_names[batch["index"].cpu().numpy()])
-        counts = torch.cat(counts, 1).reshape(-1, self.model.n_genes)  # condition-major
-        source_names = np.concatenate(names)
-        obs = pd.DataFrame({"perturbation": np.repeat(labels, len(source_names)),
-                            "source_cell": np.tile(source_names, len(labels))})
-        return counts, obs
+                data = self._data_for(source)
+                cells = np.arange(data.n_cells) if source is not None else np.flatnonzero(self.data.control_mask)
+                batches = self.loader(cells, batch_size=max(1, 4096 // len(labels)), data=data)
+                counts, index = counterfactual_counts(self.model, self.guide, batches, D)
+                names = data.obs_names[index.cpu().numpy()]
+                obs = pd.DataFrame({"perturbation": np.repeat(labels, len(names)),
+                                    "source_cell": np.tile(names, len(labels))})
+        return prediction_anndata(counts, obs, self.data.var_names)
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write parameters, trainer state (to resume) and the configuration to ``directory``."""
-        directory = Path(directory)
-        if (directory / CHECKPOINT).exists() and not overwrite:
-            raise ValueError(f"{directory} already holds a saved model; pass overwrite=True to replace it.")
-        if not isinstance(self.guide_spec, str):
-            raise ValueError("Only models with a registered guide name can be saved and re-created by load(); "
-                             "save a custom guide's state_dict yourself.")
-        directory.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": self.model.state_dict(), "guide": self.guide.state_dict(),
-                    "trainer": self._trainer_state}, directory / CHECKPOINT)
-        config = {"class": type(self).__name__, "model_kwargs": self.model_kwargs, "guide": self.guide_spec,
-                  "guide_kwargs": self.guide_kwargs, "setup": self.setup,
-                  "vocabulary": self.data.vocabulary.to_dict(), "var_names": list(map(str, self.data.var_names))}
-        (directory / CONFIG).write_text(json.dumps(config, indent=2))
-        return directory
+        """Write parameters, trainer state (to resume) and the configuration to ``directory``.
+
+        Both files or neither replace a previous save (:mod:`samsvae_pyro.api.persistence`); a model with a
+        custom guide saves too, and :meth:`load` then needs the same guide factory.
+        """
+        return save_model(self, directory, overwrite=overwrite)
 
     @classmethod
-    def load(cls, directory: str | Path, adata: ad.AnnData, *, device: str | None = "auto"):
-        """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary)."""
+    def load(cls, directory: str | Path, adata: ad.AnnData, *, guide: GuideFactory | None = None,
+             device: str | None = "auto"):
+        """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary).
+
+        ``guide``: for a model saved with a custom guide, the same factory (or a fresh guide module).
+        A missing or damaged file raises :class:`~samsvae_pyro.api.persistence.SavedModelError` naming it.
+        """
         directory = Path(directory)
-        config = json.loads((directory / CONFIG).read_text())
-        adata = adata if SETUP_KEY in adata.uns else _with_setup(adata, config["setup"])
-        obj = cls(adata, guide=config["guide"], guide_kwargs=config["guide_kwargs"], device=device,
-                  **config["model_kwargs"])
+        config = read_model_config(directory)
+        if config["class"] != cls.__name__:
+            raise ValueError(f"{directory} holds a saved {config['class']}; load it with {config['class']}.load "
+                             "or samsvae_pyro.runs.load_run(dir, adata).")
+        state = read_checkpoint(directory, config, choose_device(device))
+        obj = cls(with_setup(adata, config["setup"]), guide=guide_for_load(config, guide, directory),
+                  guide_kwargs=config["guide_kwargs"], device=device, **config["model_kwargs"])
         _check_same_design(obj.data, config)
-        state = torch.load(directory / CHECKPOINT, map_location=obj.device, weights_only=False)
-        obj.model.load_state_dict(state["model"])
-        obj.guide.load_state_dict(state["guide"])
-        obj._trainer_state = state["trainer"]
+        load_state(obj, state, directory / CHECKPOINT)
         return obj
-
-
-def _prediction_anndata(counts: torch.Tensor, obs: pd.DataFrame, var_names) -> ad.AnnData:
-    counts = counts.cpu().numpy().astype(np.float32)
-    library = np.maximum(counts.sum(1, keepdims=True), 1.0)
-    obs.index = [f"pred_{i}" for i in range(len(obs))]
-    return ad.AnnData(X=np.log1p(counts / library * TARGET_LIBRARY), obs=obs,
-                      var=pd.DataFrame(index=var_names), layers={"counts": counts})
-
-
-def _registered_setup(adata: ad.AnnData) -> dict:
-    if SETUP_KEY not in adata.uns:
-        raise ValueError("This AnnData is not registered: call SAMSVAE.setup_anndata(adata, perturbation_key=..., "
-                         "control_label=...) before creating the model.")
-    return dict(adata.uns[SETUP_KEY])
-
-
-def _with_setup(adata: ad.AnnData, setup: dict) -> ad.AnnData:
-    adata = adata.copy()
-    adata.uns[SETUP_KEY] = setup
-    return adata
 
 
 def _has_cells(data: PerturbationData, split: str) -> bool:

@@ -16,6 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from anndata import AnnData
+
+from samsvae_pyro._typing import GuideFactory, GuideName, LatentKind, Likelihood
 from samsvae_pyro.api.base import PerturbationModel
 from samsvae_pyro.models import ConditionalVAEModel
 
@@ -42,8 +45,9 @@ class ConditionalVAE(PerturbationModel):
         ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = 10, guide="conditional", likelihood: str = "nb", n_hidden: int = 400,
-                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: GuideName | GuideFactory = "conditional",
+                 likelihood: Likelihood = "nb", n_hidden: int = 400, n_layers: int = 1,
+                 activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 
@@ -58,7 +62,7 @@ class ConditionalVAE(PerturbationModel):
         """Not defined: the conditional VAE has no perturbation embeddings. Raises ValueError."""
         raise ValueError(NO_GLOBALS.format(what="perturbation embeddings"))
 
-    def get_latent_representation(self, adata=None, *, kind: str = "basal", **kwargs) -> np.ndarray:
+    def get_latent_representation(self, adata=None, *, kind: LatentKind = "basal", **kwargs) -> np.ndarray:
         """Posterior mean z per cell, (N, K); ``kind="perturbed"`` does not apply (d enters the decoder)."""
         if kind == "perturbed":
             raise ValueError(NO_GLOBALS.format(what="perturbed latent state") + " Use kind='basal'.")

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from anndata import AnnData
+
+from samsvae_pyro._typing import GuideFactory, Likelihood, SAMSGuideName
 from samsvae_pyro.api.base import PerturbationModel
 from samsvae_pyro.models import CPAVAEModel
 
@@ -38,8 +41,9 @@ class CPAVAE(PerturbationModel):
         ``embedding_prior_scale``, ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = 10, guide="mean_field", likelihood: str = "nb", n_hidden: int = 400,
-                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: SAMSGuideName | GuideFactory = "mean_field",
+                 likelihood: Likelihood = "nb", n_hidden: int = 400, n_layers: int = 1,
+                 activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 

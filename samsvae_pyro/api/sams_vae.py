@@ -13,6 +13,9 @@ Example
 
 from __future__ import annotations
 
+from anndata import AnnData
+
+from samsvae_pyro._typing import GuideFactory, Likelihood, MaskPrior, SAMSGuideName
 from samsvae_pyro.api.base import PerturbationModel
 from samsvae_pyro.models import SAMSVAEModel
 
@@ -40,9 +43,9 @@ class SAMSVAE(PerturbationModel):
         ``embedding_prior_scale``, ``guide_kwargs``, ``device``.
     """
 
-    def __init__(self, adata, *, n_latent: int = 10, guide="correlated", likelihood: str = "nb",
-                 mask_prior: str = "bernoulli", mask_prior_prob: float = 0.01, n_hidden: int = 400,
-                 n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: SAMSGuideName | GuideFactory = "correlated",
+                 likelihood: Likelihood = "nb", mask_prior: MaskPrior = "bernoulli", mask_prior_prob: float = 0.01,
+                 n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood,
                          mask_prior=mask_prior, mask_prior_prob=mask_prior_prob, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)

@@ -16,6 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from anndata import AnnData
+
+from samsvae_pyro._typing import GuideFactory, GuideName, Likelihood
 from samsvae_pyro.api.base import PerturbationModel
 from samsvae_pyro.models import SVAEPlusModel
 
@@ -45,7 +48,8 @@ class SVAEPlus(PerturbationModel):
         ``guide_kwargs`` (e.g. ``mask_temperature``), ``device``, ``seed``.
     """
 
-    def __init__(self, adata, *, n_latent: int = 10, guide="svae_plus", beta: float = 5.0, likelihood: str = "nb",
+    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: GuideName | GuideFactory = "svae_plus",
+                 beta: float = 5.0, likelihood: Likelihood = "nb",
                  n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, beta=beta, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)

@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
 
 import anndata
 import h5py
@@ -34,8 +33,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from samsvae_pyro._typing import DatasetName
 from samsvae_pyro.data.design import dosage_columns_with_prefix
 from samsvae_pyro.data.labels import format_names
+from samsvae_pyro.data.transforms import TARGET_LIBRARY
 
 _BLOCK = 1 << 20  # download read size
 _TIMEOUT_S = 60
@@ -80,7 +81,7 @@ def default_cache_dir() -> Path:
 
 
 def download_dataset(
-    name: Literal["norman", "replogle"], *, cache_dir: str | os.PathLike | None = None
+    name: DatasetName, *, cache_dir: str | os.PathLike | None = None
 ) -> Path:
     """Download a paper file into the cache (once), resuming a partial download.
 
@@ -342,7 +343,7 @@ def _group_stats(x: h5py.Dataset, codes: np.ndarray, n_groups: int, chunk_size: 
     groups = np.where(codes < 0, n_groups, codes)
     for start in range(0, x.shape[0], chunk_size):
         block = x[start : start + chunk_size]  # (chunk, G) float32
-        y = np.log1p(1e4 * block / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
+        y = np.log1p(TARGET_LIBRARY * block / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
         g = groups[start : start + chunk_size]
         order = np.argsort(g, kind="stable")
         present, first = np.unique(g[order], return_index=True)

@@ -35,10 +35,12 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from samsvae_pyro.data.splits import random_split
+from samsvae_pyro.data.transforms import TARGET_LIBRARY
+
+TRUTH_KEY = "sams_truth"  # adata.uns key of the ground truth
 
 _WIDTH, _DEPTH, _SLOPE = 50, 4, 0.2  # decoder: hidden units, hidden layers, LeakyReLU slope
 _NOISE_SHARE = 0.2  # paper simulation: share of each gene's variance that is noise
-_ATE_LIBRARY = 1e4  # library size of the "perturbseq" ATE transform
 _LOGIT_SCALE = 0.5  # counts: sd of a gene's logit across basal cells
 _BASELINE_SD = 1.0  # counts: sd of the genes' baseline logits (abundance spread)
 _THETA_SD_LOG = 0.5  # counts: sd of log theta_g around log(dispersion)
@@ -182,7 +184,7 @@ def _anndata(
     adata = AnnData(X=x, obs=obs, var=pd.DataFrame({"gene_name": gene_names}, index=gene_names))
     adata.obsm["z_basal"] = z_basal.astype(np.float32)
     adata.obsm["z"] = z.astype(np.float32)
-    adata.uns["sams_truth"] = truth
+    adata.uns[TRUTH_KEY] = truth
     return adata
 
 
@@ -341,8 +343,8 @@ def _true_ate(
     """
     z_basal = rng.standard_normal((n_samples, shifts.shape[1]))  # (S, K)
     z = z_basal + np.vstack([np.zeros(shifts.shape[1]), shifts])[:, None]  # (C + 1, S, K)
-    x = decoder.sample(rng, z, np.full(z.shape[:2], _ATE_LIBRARY))  # (C + 1, S, G)
-    f = np.log2(1 + _ATE_LIBRARY * x / np.maximum(x.sum(axis=-1, keepdims=True), 1)).mean(axis=1)
+    x = decoder.sample(rng, z, np.full(z.shape[:2], TARGET_LIBRARY))  # (C + 1, S, G)
+    f = np.log2(1 + TARGET_LIBRARY * x / np.maximum(x.sum(axis=-1, keepdims=True), 1)).mean(axis=1)
     return f[1:] - f[0]
 
 

@@ -1,7 +1,9 @@
-"""Evaluation: treatment effects, metrics, mask recovery, baselines and report plots (spec sections 5 and 8).
+"""Evaluation: treatment effects, metrics, mask recovery, baselines, latent tables and plots (spec sections 5, 8).
 
-Model-independent pieces live here; the model-dependent ones (IWELBO, model ATE, prediction) go
-through Pyro traces in ``predictive.py`` and ``iwelbo.py``.
+Tensor- and AnnData-level computation only: the model-dependent pieces (IWELBO, model ATE, prediction,
+posterior effects, decoder response) take the Pyro model and guide and go through Pyro traces in
+``predictive.py``, ``iwelbo.py``, ``effects.py`` and ``latent_dims.py``; nothing here imports the API.
+The report of a run on disk is :func:`samsvae_pyro.runs.evaluate_run`.
 """
 
 from samsvae_pyro.evaluate.ate import (
@@ -19,6 +21,8 @@ from samsvae_pyro.evaluate.baselines import (
     perturbed_reference,
     training_mean_baseline,
 )
+from samsvae_pyro.evaluate.effects import posterior_effects
+from samsvae_pyro.evaluate.latent_dims import decoder_response, genes_per_dim, perturbations_per_dim
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery, mean_correlation_coefficient
 from samsvae_pyro.evaluate.metrics import (
     ate_metrics,
@@ -47,6 +51,11 @@ __all__ = [
     "per_condition_metrics",
     "mask_recovery",
     "mean_correlation_coefficient",
+    # latent structure
+    "decoder_response",
+    "genes_per_dim",
+    "perturbations_per_dim",
+    "posterior_effects",
     # baselines
     "additive_baseline",
     "control_mean_baseline",

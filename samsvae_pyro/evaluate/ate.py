@@ -15,69 +15,24 @@ Deliberate deviations from the paper code:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from anndata import AnnData
+
+from samsvae_pyro._typing import AteMethod
+from samsvae_pyro.data.transforms import ate_transform, perturbseq_transform
 
 if TYPE_CHECKING:
     from samsvae_pyro.data import PerturbationData
 
-AteMethod = Literal["perturbseq", "mean"]
+__all__ = ["SPLIT_COLUMNS", "ate_anndata", "ate_transform", "condition_split_flags", "data_ate",
+           "perturbseq_transform"]
+
 SPLIT_COLUMNS = ("in_train", "in_val", "in_test")
-_TARGET_LIBRARY = 1e4
-_Values = TypeVar("_Values")
-
-
-def perturbseq_transform(
-    x: np.ndarray | sp.spmatrix | torch.Tensor,
-) -> np.ndarray | sp.csr_matrix | torch.Tensor:
-    """f(x) = log2(1 + 1e4 x / sum_g x_g), the "perturbseq" ATE transform, row by row.
-
-    Parameters
-    ----------
-    x
-        Counts (raw or sampled); rows whose sum is zero map to zero.
-
-    Returns
-    -------
-    The transformed values, of the same kind as ``x`` (sparse stays sparse).
-
-    Shapes
-    ------
-    x : (..., G) for arrays and tensors (e.g. (S, B, G) particle samples), (N, G) for sparse.
-    returns : same as x.
-
-    Examples
-    --------
-    >>> perturbseq_transform(np.array([[1.0, 0.0, 3.0]])).round(3)
-    array([[11.288,  0.   , 12.873]])
-    """
-    if sp.issparse(x):
-        library = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
-        scale = _TARGET_LIBRARY / np.where(library > 0, library, 1.0)
-        return (sp.diags(scale) @ sp.csr_matrix(x)).log1p() / math.log(2)
-    if isinstance(x, torch.Tensor):
-        library = x.sum(-1, keepdim=True)
-        scale = _TARGET_LIBRARY / torch.where(library > 0, library, torch.ones_like(library))
-        return torch.log1p(x * scale) / math.log(2)
-    x = np.asarray(x, dtype=float)
-    library = x.sum(-1, keepdims=True)
-    return np.log1p(x * (_TARGET_LIBRARY / np.where(library > 0, library, 1.0))) / math.log(2)
-
-
-def ate_transform(method: AteMethod) -> Callable:
-    """The map f of an ATE method: :func:`perturbseq_transform` ("perturbseq") or the identity ("mean")."""
-    if method == "perturbseq":
-        return perturbseq_transform
-    if method == "mean":
-        return _identity
-    raise ValueError(f"method={method!r} is not supported; choose 'perturbseq' or 'mean'.")
 
 
 def ate_anndata(
@@ -250,8 +205,3 @@ def _group_means(
         product = indicator @ block  # (n_groups, G)
         sums += product.toarray() if sp.issparse(product) else np.asarray(product)
     return sums / np.bincount(codes, minlength=n_groups)[:, None]
-
-
-def _identity(x: _Values) -> _Values:
-    """f = identity, the "mean" ATE method."""
-    return x

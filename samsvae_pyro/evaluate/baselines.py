@@ -36,7 +36,8 @@ import pandas as pd
 import scipy.linalg
 from anndata import AnnData
 
-from samsvae_pyro.evaluate.ate import AteMethod, ate_anndata, data_ate
+from samsvae_pyro._typing import AteMethod
+from samsvae_pyro.evaluate.ate import ate_anndata, data_ate
 
 if TYPE_CHECKING:
     from samsvae_pyro.data import PerturbationData

@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from samsvae_pyro.evaluate.ate import perturbseq_transform
+from samsvae_pyro.data.transforms import perturbseq_transform
 
 if TYPE_CHECKING:
     from samsvae_pyro.data import PerturbationData

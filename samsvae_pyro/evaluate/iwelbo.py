@@ -16,16 +16,18 @@ Pyro's ``RenyiELBO`` cannot return per-cell weights when global sites exist, hen
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Callable, Iterable, get_args
 
 import pyro
 import torch
 from pyro import poutine
 from torch import Tensor
 
-from samsvae_pyro._typing import Batch
+from samsvae_pyro._typing import Batch, IwelboKind
 from samsvae_pyro.evaluate.predictive import GlobalDraws, local_posterior, sample_globals
 from samsvae_pyro.models.plates import CELLS, particles_plate
+
+IWELBO_KINDS = get_args(IwelboKind)
 
 
 def _in_cells_plate(site: dict) -> bool:
@@ -61,12 +63,12 @@ def log_weights(model: Callable, guide: Callable, batch: Batch, globals_: Global
 
 @torch.no_grad()
 def iwelbo(model: Callable, guide: Callable, batches: Iterable[Batch], *, n_particles: int = 100,
-           kind: str = "predictive") -> Tensor | float:
+           kind: IwelboKind = "predictive") -> Tensor | float:
     """Per-cell predictive IWELBO (nats, (N,) in batch order), or the joint bound per cell (a float).
 
     See the module docstring for the two definitions.
     """
-    if kind not in ("predictive", "joint"):
+    if kind not in IWELBO_KINDS:
         raise ValueError(f"kind={kind!r} is not supported; choose 'predictive' or 'joint'.")
     globals_, per_cell, totals, n_cells, ratio = None, [], 0.0, 0, None
     with pyro.validation_enabled(False):  # the data were validated when loaded; the checks cost ~10%

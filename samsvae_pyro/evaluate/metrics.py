@@ -73,7 +73,7 @@ def ate_metrics(
     ------
     pred : (C', G') covering truth's conditions and genes. truth : (C, G). reference : (G,).
     """
-    values = _prepare(pred, truth, top_k=top_k, reference=reference)
+    values = aligned_ate(pred, truth, top_k=top_k, reference=reference)
     per_condition = _per_condition(*values, top_k=top_k)
     rows = {
         name: _subset_summary(*values, per_condition, members=members, top_k=top_k)
@@ -109,7 +109,7 @@ def per_condition_metrics(
     ------
     pred : (C', G'). truth : (C, G). reference : (G,). returns : C rows.
     """
-    table = _per_condition(*_prepare(pred, truth, top_k=top_k, reference=reference), top_k=top_k)
+    table = _per_condition(*aligned_ate(pred, truth, top_k=top_k, reference=reference), top_k=top_k)
     return table.set_axis(pd.Index(truth.obs_names, name="condition"))
 
 
@@ -199,7 +199,7 @@ def _subsample(cells: np.ndarray, max_cells: int | None, rng: np.random.Generato
     return cells[rng.choice(len(cells), size=max_cells, replace=False)]
 
 
-def _prepare(
+def aligned_ate(
     pred: AnnData, truth: AnnData, *, top_k: int, reference: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Aligned values (centred on ``reference`` when given), the rows to score and each row's top-k genes.
@@ -317,7 +317,7 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(numerator, scale, out=np.full(len(a), np.nan), where=ok)
 
 
-def _pearson(predicted: np.ndarray, true: np.ndarray) -> float:
+def pearson(predicted: np.ndarray, true: np.ndarray) -> float:
     """Pearson correlation of the flattened arrays; NaN when empty or constant."""
     if not true.size:
         return float("nan")
@@ -361,9 +361,9 @@ def _subset_summary(
     return {
         "n_conditions": int(scored.sum()),
         "n_skipped": int((members & ~valid).sum()),
-        "pearson": _pearson(p, y),
+        "pearson": pearson(p, y),
         "r2": _r2(p, y),
-        f"pearson_top{top_k}": _pearson(p[t], y[t]),
+        f"pearson_top{top_k}": pearson(p[t], y[t]),
         f"r2_top{top_k}": _r2(p[t], y[t]),
         "delta_pearson": means["pearson"],
         f"mse_top{top_k}": means[f"mse_top{top_k}"],

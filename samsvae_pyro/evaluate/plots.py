@@ -15,10 +15,11 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import leaves_list, linkage
 
-from samsvae_pyro.evaluate.metrics import _pearson, _prepare
+from samsvae_pyro.evaluate.metrics import aligned_ate, pearson
+from samsvae_pyro.files import atomic_path
 
 _MAX_POINTS = 50_000  # scatter points drawn per panel; correlations always use every entry
-_MAX_TICK_LABELS = 60
+MAX_TICK_LABELS = 60
 
 
 def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, top_k: int = 20) -> Path:
@@ -43,7 +44,7 @@ def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, 
     ------
     pred : (C', G'). truth : (C, G).
     """
-    predicted, true, valid, top = _prepare(pred, truth, top_k=top_k)
+    predicted, true, valid, top = aligned_ate(pred, truth, top_k=top_k)
     figure = Figure(figsize=(10, 4.8), layout="constrained")
     panels = (("all genes", np.ones_like(top)), (f"top-{top_k} genes by |observed|", top))
     for axes, (title, entries) in zip(figure.subplots(1, 2), panels):
@@ -52,10 +53,10 @@ def plot_ate_scatter(pred: AnnData, truth: AnnData, path: str | os.PathLike, *, 
         axes.scatter(x[shown], y[shown], s=3, alpha=0.4, linewidths=0, rasterized=True)
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
         axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
-        axes.set(xlabel="observed ATE", ylabel="predicted ATE", title=f"{title}: r = {_pearson(y, x):.3f}")
+        axes.set(xlabel="observed ATE", ylabel="predicted ATE", title=f"{title}: r = {pearson(y, x):.3f}")
     skipped = f", {int((~valid).sum())} skipped (NaN)" if (~valid).any() else ""
     figure.suptitle(f"{int(valid.sum())} conditions{skipped}")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_metric_distribution(per_condition: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -84,7 +85,7 @@ def plot_metric_distribution(per_condition: pd.DataFrame, path: str | os.PathLik
         axes.hist(values, bins=min(30, max(5, len(values) // 3)))
         axes.axvline(values.mean(), color="black", linewidth=1)
         axes.set(xlabel=column, ylabel="conditions", title=f"{column}: mean {values.mean():.3f}")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_mask_heatmap(mask_prob: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -117,10 +118,10 @@ def plot_mask_heatmap(mask_prob: pd.DataFrame, path: str | os.PathLike) -> Path:
     figure.colorbar(image, ax=axes, label="q(m = 1)")
     ticks = ((axes.set_yticks, mask_prob.index, rows), (axes.set_xticks, mask_prob.columns, columns))
     for set_ticks, names, order in ticks:
-        if len(order) <= _MAX_TICK_LABELS:
+        if len(order) <= MAX_TICK_LABELS:
             set_ticks(np.arange(len(order)), [str(names[i]) for i in order], fontsize=6)
     axes.set(xlabel="latent dimension", ylabel="perturbation")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -147,7 +148,7 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
     axes.plot(validation["step"], validation["val_loss"], marker="o", markersize=3, label="validation")
     axes.set(xlabel="step", ylabel="loss", title="training curves")
     axes.legend()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _cluster_order(values: np.ndarray) -> np.ndarray:
@@ -157,9 +158,8 @@ def _cluster_order(values: np.ndarray) -> np.ndarray:
     return leaves_list(linkage(values, method="average"))
 
 
-def _save(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write the figure as PNG and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=120)
-    return path
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Write the figure as PNG (whole or not at all) and return its path."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    return Path(path)

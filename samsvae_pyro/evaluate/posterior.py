@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
+import pandas as pd
 import torch
 from pyro import poutine
 from torch import Tensor
@@ -41,6 +42,7 @@ def site_mean(trace: poutine.Trace, site: str) -> Tensor:
     return mean.mean(0).detach()
 
 
-def site_values(trace: poutine.Trace, site: str) -> Tensor:
-    """The sampled values of a site. Shapes: (S, ..., event)."""
-    return trace.nodes[site]["value"]
+def latent_frame(values: Tensor, perturbations: Sequence[str]) -> pd.DataFrame:
+    """A (T, K) table of per-perturbation latent values, indexed by perturbation, columns ``latent_k``."""
+    columns = [f"latent_{k}" for k in range(values.shape[-1])]
+    return pd.DataFrame(values.detach().cpu().numpy(), index=list(perturbations), columns=columns)

@@ -8,21 +8,22 @@ the guide's encoder applied to the user's source cells (counterfactual); x is th
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import pandas as pd
 import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
+from anndata import AnnData
 from torch import Tensor
 
 from samsvae_pyro._typing import Batch
+from samsvae_pyro.data.transforms import TARGET_LIBRARY, normalise_library
 from samsvae_pyro.evaluate.ate import ate_transform
 from samsvae_pyro.evaluate.posterior import guide_trace
 from samsvae_pyro.models.plates import GLOBAL_SITES, X, Z_BASAL, particles_plate
-
-TARGET_LIBRARY = 1e4
 
 
 class GlobalDraws(dict):
@@ -161,3 +162,50 @@ def summarise_draws(draws: Tensor, *, interval: float = 0.9) -> dict[str, np.nda
     values = draws.cpu().numpy()
     lower, upper = np.quantile(values, [tail, 1 - tail], axis=0)
     return {"mean": values.mean(0), "lower": lower, "upper": upper}
+
+
+@torch.no_grad()
+def generative_counts(model: Callable, guide: Callable, batch: Batch, D: Tensor, *, n_cells: int,
+                      library: float) -> Tensor:
+    """Cells drawn under each condition: z_basal from the prior, one posterior draw of the globals per cell.
+
+    Shapes
+    ------
+    D : (C, T); returns (C * n_cells, G), condition-major.
+    """
+    globals_ = sample_globals(guide, batch, n_cells)
+    x = sample_x(model, globals_, D, torch.full((D.shape[0],), float(library), device=D.device))  # (n, C, G)
+    return x.transpose(0, 1).reshape(-1, x.shape[-1])
+
+
+@torch.no_grad()
+def counterfactual_counts(model: Callable, guide: Callable, batches: Iterable[Batch],
+                          D: Tensor) -> tuple[Tensor, Tensor]:
+    """Each source cell's inferred z_basal, shifted to each condition, then x drawn at its library size.
+
+    Returns the counts, condition-major, and the source cells' ``index`` in the order used.
+
+    Shapes
+    ------
+    D : (C, T); returns (C * N, G) and (N,) for the N cells of ``batches``.
+    """
+    counts, cells = [], []
+    C = D.shape[0]
+    for batch in batches:
+        globals_ = sample_globals(guide, batch, 1)
+        z_basal = local_posterior(guide, batch, globals_).nodes[Z_BASAL]["value"]  # (1, B, K)
+        B = len(batch["index"])
+        x = sample_x(model, globals_, D.repeat_interleave(B, 0), batch["library"].repeat(C),
+                     z_basal=z_basal.repeat(1, C, 1))  # (1, C * B, G)
+        counts.append(x[0].reshape(C, B, -1))
+        cells.append(batch["index"])
+    return torch.cat(counts, 1).reshape(-1, model.n_genes), torch.cat(cells)
+
+
+def prediction_anndata(counts: Tensor, obs: pd.DataFrame, var_names) -> AnnData:
+    """Predicted cells as AnnData: counts in ``layers["counts"]``, log1p of counts normalised to the target
+    library in ``X``, ``obs`` as given (its index renamed ``pred_i``). Shapes: counts (N, G)."""
+    counts = counts.cpu().numpy().astype(np.float32)
+    obs.index = [f"pred_{i}" for i in range(len(obs))]
+    return AnnData(X=np.log1p(normalise_library(counts)), obs=obs, var=pd.DataFrame(index=var_names),
+                   layers={"counts": counts})

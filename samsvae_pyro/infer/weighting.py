@@ -15,16 +15,17 @@ Both are unbiased for the full-data ELBO:
 from __future__ import annotations
 
 import contextlib
+from typing import get_args
 
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from torch import Tensor
 
-from samsvae_pyro._typing import Batch
+from samsvae_pyro._typing import Batch, Weighting
 from samsvae_pyro.models.plates import PERTURBATIONS
 
-WEIGHTINGS = ("plated", "per_perturbation")
+WEIGHTINGS = get_args(Weighting)
 
 
 class GlobalSiteScale(Messenger):

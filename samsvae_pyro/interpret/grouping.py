@@ -114,7 +114,7 @@ def group_labels(groups: Mapping[str, Iterable[str]], perturbations: Sequence[st
     groups
         Group name -> member perturbation names (any iterable of strings).
     perturbations
-        The model's perturbation names (e.g. the index of :func:`~samsvae_pyro.interpret.posterior_effects`).
+        The model's perturbation names (e.g. the index of :meth:`~samsvae_pyro.api.base.PerturbationModel.posterior_effects`).
 
     Returns
     -------

@@ -15,7 +15,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from samsvae_pyro.evaluate.plots import _MAX_TICK_LABELS, _save
+from samsvae_pyro.evaluate.plots import MAX_TICK_LABELS, save_figure
 from samsvae_pyro.interpret.grouping import GroupingScore
 
 _MAX_LEGEND = 20  # groups named in the legend
@@ -56,7 +56,7 @@ def plot_similarity_heatmap(similarity: pd.DataFrame, path: str | os.PathLike, *
     image = axes.imshow(values, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest", aspect="auto")
     figure.colorbar(image, ax=axes, label="similarity")
     legend = _group_strip(strip, groups.reindex(names) if groups is not None else None, len(names))
-    if len(names) <= _MAX_TICK_LABELS:
+    if len(names) <= MAX_TICK_LABELS:
         axes.set_xticks(np.arange(len(names)), [str(n) for n in names], fontsize=6, rotation=90)
         strip.set_yticks(np.arange(len(names)), [str(n) for n in names], fontsize=6)
     else:
@@ -65,7 +65,7 @@ def plot_similarity_heatmap(similarity: pd.DataFrame, path: str | os.PathLike, *
     if legend:
         figure.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 6), fontsize=6)
     axes.set(title=title, xlabel="perturbation (clustered)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _group_strip(axes, groups: pd.Series | None, n: int) -> list[Patch]:
@@ -105,4 +105,4 @@ def plot_grouping_null(score: GroupingScore, path: str | os.PathLike) -> Path:
         axes.axvline(row["observed"], color="crimson", linewidth=1.5)
         axes.set(xlabel=name.upper(), ylabel="permutations",
                  title=f"{name.upper()} {row['observed']:.3f} (z {row['z_score']:.1f}, p {row['p_value']:.3g})")
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -7,15 +7,16 @@ the Pearson correlation across latent dimensions. Clustering is average linkage 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-SimilarityMetric = Literal["cosine", "correlation"]
-METRICS = ("cosine", "correlation")
+from samsvae_pyro._typing import SimilarityMetric
+
+METRICS = get_args(SimilarityMetric)
 
 
 def perturbation_similarity(values: pd.DataFrame, *, metric: SimilarityMetric = "cosine") -> pd.DataFrame:

@@ -22,7 +22,6 @@ MASK_PROB = "mask_prob"
 Z_BASAL = "z_basal"
 X = "x"
 GLOBAL_SITES = (E, MASK, MASK_PROB)
-LOCAL_SITES = (Z_BASAL,)
 
 # plates
 CELLS = "cells"

@@ -8,14 +8,22 @@ library size (ATE at l = 1e4) mean the same thing for every count likelihood.
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 from pyro import distributions as dist
 from torch import Tensor, nn
 
+from samsvae_pyro._typing import Likelihood
 from samsvae_pyro.distributions import LibraryNegativeBinomial
 from samsvae_pyro.nn.mlp import gaussian_params
 
-LIKELIHOODS = ("nb", "poisson", "normal")
+LIKELIHOODS = get_args(Likelihood)
+
+
+def is_count(likelihood: Likelihood) -> bool:
+    """Whether a likelihood models counts (so the data are counts: library sizes, log1p encoder input)."""
+    return likelihood != "normal"
 
 
 class LikelihoodHead(nn.Module):
@@ -47,7 +55,7 @@ class LikelihoodHead(nn.Module):
 
     @property
     def is_count(self) -> bool:
-        return self.likelihood != "normal"
+        return is_count(self.likelihood)
 
     def forward(self, out: Tensor, library: Tensor) -> dist.TorchDistribution:
         if self.likelihood == "normal":

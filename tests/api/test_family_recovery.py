@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from samsvae_pyro import CPAVAE, SAMSVAE, ConditionalVAE, simulate_counts
-from samsvae_pyro.cli import demo_data
+from samsvae_pyro.runs import demo_data, evaluate_run
 from samsvae_pyro.evaluate import mask_recovery
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def held_out_ate(tmp_path_factory):
         family.setup_anndata(registered, **SETUP, **setup)
         model = family(registered, n_latent=4, n_hidden=32, device="cpu", **options)
         model.train(max_steps=300, batch_size=128, lr=1e-2, n_particles=3, val_every=300, progress=False)
-        report = model.evaluate(tmp_path_factory.mktemp(name), n_particles=5, ate_draws=10, ate_samples_per_draw=20,
+        report = evaluate_run(model, tmp_path_factory.mktemp(name), n_particles=5, ate_draws=10, ate_samples_per_draw=20,
                                 plots=False)
         sections[name] = report["ate"]
     return held_out, sections

@@ -12,6 +12,7 @@ import anndata as ad
 import numpy as np
 
 from samsvae_pyro import SAMSVAE, simulate_counts
+from samsvae_pyro.runs import evaluate_run
 
 
 def own_file(path):
@@ -40,7 +41,7 @@ def test_readme_journey_on_a_users_own_file(tmp_path):
     assert cells.n_obs == 20 and list(cells.var_names) == list(adata.var_names)
     assert set(cells.obs["perturbation"]) == {unseen} and "counts" in cells.layers
 
-    report = model.evaluate(tmp_path / "report", n_particles=5, ate_draws=4, ate_samples_per_draw=4, plots=False)
+    report = evaluate_run(model, tmp_path / "report", n_particles=5, ate_draws=4, ate_samples_per_draw=4, plots=False)
     table = (tmp_path / "report" / "metrics.md").read_text()
     assert "| SAMSVAE (correlated) |" in table
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["iwelbo"]["mean"] == report["iwelbo"]["mean"]

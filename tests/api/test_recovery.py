@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from samsvae_pyro import SAMSVAE, simulate_counts
-from samsvae_pyro.cli import demo_data
+from samsvae_pyro.runs import demo_data, evaluate_run
 from samsvae_pyro.evaluate import mask_recovery
 from samsvae_pyro.evaluate.ate import data_ate
-from samsvae_pyro.evaluate.metrics import _pearson
+from samsvae_pyro.evaluate.metrics import pearson
 
 pytestmark = pytest.mark.slow
 RECIPE = dict(max_steps=1500, batch_size=256, lr=3e-3, n_particles=5, val_every=300, progress=False)
@@ -53,7 +53,7 @@ def model(simulation):
 
 @pytest.fixture(scope="module")
 def report(model, simulation, tmp_path_factory):
-    return model.evaluate(tmp_path_factory.mktemp("report"), truth=simulation.uns["sams_truth"], n_particles=50,
+    return evaluate_run(model, tmp_path_factory.mktemp("report"), truth=simulation.uns["sams_truth"], n_particles=50,
                           plots=False)
 
 
@@ -61,7 +61,7 @@ def test_model_ate_matches_the_data_ate_of_held_out_cells(model):
     held_out = data_ate(model.data, cells=np.concatenate([model.data.indices("test"),
                                                           np.flatnonzero(model.data.control_mask)]))
     predicted = model.model_ate(list(held_out.obs_names))
-    assert _pearson(np.asarray(predicted.X), np.asarray(held_out.X)) >= 0.9
+    assert pearson(np.asarray(predicted.X), np.asarray(held_out.X)) >= 0.9
 
 
 def test_model_beats_the_control_and_training_mean_baselines_on_every_ate_metric(report):

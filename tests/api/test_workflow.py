@@ -1,9 +1,12 @@
+from typing import get_args
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from samsvae_pyro import SAMSVAE
+from samsvae_pyro._typing import Likelihood, SAMSGuideName
 from tests.conftest import small_model
 
 FAST = dict(batch_size=64, lr=1e-2, progress=False)
@@ -100,8 +103,8 @@ def test_setup_validates_keys_before_training(tiny_adata):
     assert "_samsvae_setup" not in adata.uns
 
 
-@pytest.mark.parametrize("guide", ["mean_field", "correlated"])
-@pytest.mark.parametrize("likelihood", ["nb", "poisson"])
+@pytest.mark.parametrize("guide", get_args(SAMSGuideName))
+@pytest.mark.parametrize("likelihood", [name for name in get_args(Likelihood) if name != "normal"])
 def test_each_guide_and_count_likelihood_trains_through_the_api(registered, guide, likelihood):
     history = small_model(registered, guide=guide, likelihood=likelihood).train(max_steps=3, **FAST)
     assert np.isfinite(history["train_loss"]).all()

@@ -1,11 +1,13 @@
 """Guides of the comparison families: they match their models, train, and keep their structure."""
 
 import math
+from typing import get_args
 
 import pyro
 import pytest
 import torch
 
+from samsvae_pyro._typing import SAMSGuideName
 from samsvae_pyro.evaluate.iwelbo import iwelbo, log_weights
 from samsvae_pyro.evaluate.posterior import guide_trace
 from samsvae_pyro.evaluate.predictive import sample_globals
@@ -38,7 +40,7 @@ def test_each_family_guide_matches_its_model_and_lowers_the_loss(model_class, gu
     assert sum(losses[-5:]) < sum(losses[:5])
 
 
-@pytest.mark.parametrize("guide", ["mean_field", "correlated"])
+@pytest.mark.parametrize("guide", get_args(SAMSGuideName))
 def test_cpa_vae_guides_have_no_mask_site_or_parameters(guide):
     _, q = build(CPAVAEModel, guide)
     assert MASK not in guide_trace(q, make_batch(), 2).nodes

@@ -1,3 +1,5 @@
+from typing import get_args
+
 import pyro
 import pytest
 import torch
@@ -5,16 +7,17 @@ from pyro import distributions as dist
 from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroModule
 
+from samsvae_pyro._typing import MaskPrior, SAMSGuideName
 from samsvae_pyro.evaluate.posterior import guide_trace
 from samsvae_pyro.guides import ComposedGuide, check_guide, make_guide
-from samsvae_pyro.infer import SVITrainer, check_estimator
+from samsvae_pyro.infer import ESTIMATORS, SVITrainer, check_estimator
 from samsvae_pyro.models import SAMSVAEModel
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL, cells_plate, perturbations_plate
 from tests.conftest import make_batch
 
 STATS = dict(x_mean=torch.zeros(12), x_std=torch.ones(12), input_transform="log1p")
 
-SAMS_GUIDES = ["correlated", "mean_field"]  # the other registered guides belong to other families
+SAMS_GUIDES = get_args(SAMSGuideName)  # the other registered guides belong to other families
 
 
 def build(guide="correlated", mask_prior="bernoulli", **guide_kwargs):
@@ -30,8 +33,8 @@ def loss_drops(model, guide, estimator, steps=30):
     return sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 
-@pytest.mark.parametrize("estimator", ["trace", "mean_field", "tracegraph"])
-@pytest.mark.parametrize("mask_prior", ["bernoulli", "beta_bernoulli"])
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+@pytest.mark.parametrize("mask_prior", get_args(MaskPrior))
 @pytest.mark.parametrize("guide", SAMS_GUIDES)
 def test_every_guide_and_estimator_takes_steps_that_lower_the_loss(guide, mask_prior, estimator):
     model, q = build(guide, mask_prior)

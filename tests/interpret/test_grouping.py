@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 
 import numpy as np
@@ -181,9 +179,3 @@ def test_plots_write_png(tmp_path):
              plot_grouping_null(grouping_score(similarity, GROUPS, n_permutations=20), tmp_path / "c.png")]
     for path in paths:
         assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 5000
-
-
-@pytest.mark.parametrize("name", ["grouping", "similarity", "effects", "latent_dims"])
-def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(f"samsvae_pyro.interpret.{name}"))
-    assert result.attempted > 0 and result.failed == 0

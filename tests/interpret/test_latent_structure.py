@@ -17,16 +17,11 @@ import pytest
 import torch
 
 from samsvae_pyro import SAMSVAE, simulate_counts
-from samsvae_pyro.api.device import seeded
+from samsvae_pyro.device import seeded
 from samsvae_pyro.evaluate.posterior import guide_trace
-from samsvae_pyro.interpret import (
-    decoder_response,
-    genes_per_dim,
-    interpret_model,
-    perturbations_per_dim,
-    posterior_effects,
-)
+from samsvae_pyro.evaluate import genes_per_dim, perturbations_per_dim
 from samsvae_pyro.models.plates import E, MASK
+from samsvae_pyro.runs import interpret_run
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +39,7 @@ def grouped():
 
 def test_true_groups_are_recovered_far_above_the_permutation_null(grouped, tmp_path):
     model, groups = grouped
-    report = interpret_model(model, tmp_path, groups=groups, n_permutations=1000)
+    report = interpret_run(model, tmp_path, groups=groups, n_permutations=1000)
     for name in ("auroc", "ari"):
         row = report["grouping"][name]
         assert row["z_score"] > 3 and row["p_value"] < 0.01, row
@@ -62,13 +57,13 @@ def test_a_wrong_grouping_scores_like_the_null(grouped, tmp_path):
     model, groups = grouped
     members = [list(ps) for ps in groups.values()]
     interleaved = {f"W{i}": [ps[i] for ps in members] for i in range(3)}  # one member of each true group
-    score = interpret_model(model, tmp_path, groups=interleaved, n_permutations=300, plots=False)["grouping"]
+    score = interpret_run(model, tmp_path, groups=interleaved, n_permutations=300, plots=False)["grouping"]
     assert score["auroc"]["z_score"] < 1 and score["auroc"]["observed"] < 0.5
 
 
 def test_latent_dims_are_switched_on_by_whole_groups(grouped):
     model, groups = grouped
-    effects, inclusion = posterior_effects(model)
+    effects, inclusion = model.posterior_effects()
     table = perturbations_per_dim(effects, inclusion, top_n=3)
     assert len(table) == 3 * 8 and table.groupby("latent_dim")["inclusion_prob"].is_monotonic_decreasing.all()
     group_of = {p: g for g, ps in groups.items() for p in ps}
@@ -78,7 +73,7 @@ def test_latent_dims_are_switched_on_by_whole_groups(grouped):
 
 def test_posterior_effects_average_the_product_per_draw(grouped):
     model, _ = grouped
-    effects, inclusion = posterior_effects(model, n_samples=40, seed=3)
+    effects, inclusion = model.posterior_effects(40, seed=3)
     with seeded(3, model.device):
         trace = guide_trace(model.guide, model.example_batch(1), 40)
     product = (trace.nodes[E]["value"] * trace.nodes[MASK]["value"]).mean(0)  # (T, K)
@@ -90,7 +85,7 @@ def test_posterior_effects_average_the_product_per_draw(grouped):
 def test_decoder_response_is_the_mean_shift_of_log_expression(grouped):
     model, _ = grouped
     net, n = model.model, 256
-    response = decoder_response(model, n_basal=n, shift=0.5, seed=1)
+    response = model.decoder_response(n, shift=0.5, seed=1)
     assert response.shape == (8, net.n_genes) and list(response.columns) == list(model.data.var_names)
     z = torch.randn(n, 8, generator=torch.Generator().manual_seed(5))
     library = torch.full((n,), 1e4)
@@ -99,7 +94,7 @@ def test_decoder_response_is_the_mean_shift_of_log_expression(grouped):
         shifted = torch.log2(1 + net.observation(z + 0.5 * torch.eye(8)[2], library).mean)
     expected = (shifted - base).mean(0).numpy()  # the same quantity for dim 2, other basal states
     assert np.corrcoef(response.loc["latent_2"], expected)[0, 1] > 0.99  # measured 0.999
-    assert decoder_response(model, n_basal=8, shift=0.0).abs().to_numpy().max() == 0.0
+    assert model.decoder_response(8, shift=0.0).abs().to_numpy().max() == 0.0
     genes = genes_per_dim(response, top_n=5)
     assert len(genes) == 40 and genes.groupby("latent_dim")["response"].apply(
         lambda r: r.abs().is_monotonic_decreasing).all()
@@ -109,7 +104,7 @@ def test_decoder_response_is_the_mean_shift_of_log_expression(grouped):
 
 def test_report_without_groups_and_on_mask_probabilities(grouped, tmp_path):
     model, _ = grouped
-    report = model.interpret(tmp_path, source="mask", n_samples=10, n_basal=8, top_n=2, plots=False)  # the method
+    report = interpret_run(model, tmp_path, source="mask", n_samples=10, n_basal=8, top_n=2, plots=False)  # the method
     assert report["grouping"] == {"skipped": "no grouping given"}
     assert not (tmp_path / "grouping_score.csv").exists() and "similarity.csv" in report["files"]
     assert report["settings"]["source"] == "mask" and report["n_clusters_found"] >= 1
@@ -118,7 +113,7 @@ def test_report_without_groups_and_on_mask_probabilities(grouped, tmp_path):
 def test_bad_grouping_fails_before_any_output(grouped, tmp_path):
     model, _ = grouped
     with pytest.raises(ValueError, match="'P99'"):
-        interpret_model(model, tmp_path / "out", groups={"a": ["P00", "P99"], "b": ["P01", "P02"]})
+        interpret_run(model, tmp_path / "out", groups={"a": ["P00", "P99"], "b": ["P01", "P02"]})
     with pytest.raises(ValueError, match="source='latent'"):
-        interpret_model(model, tmp_path / "out", source="latent")
+        interpret_run(model, tmp_path / "out", source="latent")
     assert not (tmp_path / "out").exists()

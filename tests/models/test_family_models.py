@@ -1,34 +1,21 @@
 """The comparison families' generative programs: documented plate tables and their latent structure."""
 
-import re
-
 import pytest
 import torch
-from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from samsvae_pyro.models import CPAVAEModel, ConditionalVAEModel, SVAEPlusModel, plates
-from samsvae_pyro.models.plates import E, MASK, MASK_PROB, X, Z_BASAL, particles_plate
+from samsvae_pyro.models.plates import E, MASK, MASK_PROB, X, Z_BASAL
+from tests.models.plate_tables import plate_table, traced
 
 G, T, K, S = 12, 5, 3, 4
 FAMILIES = {"cpa": CPAVAEModel, "conditional": ConditionalVAEModel, "svae_plus": SVAEPlusModel}
 
 
-def plate_table(model_class):
-    """Rows (site, plate, dim, event letter) parsed from a model docstring's plate table."""
-    rows = re.findall(r"^\s+(\w+)\s+(\w+) \((-\d)\)\s+\((\w*),?\)", model_class.__doc__, re.M)
-    return {site: (plate, int(dim), letter) for site, plate, dim, letter in rows}
-
-
-def traced(model, batch, n_particles=S):
-    with particles_plate(n_particles):
-        return poutine.trace(model).get_trace(batch)
-
-
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_trace_matches_the_documented_plate_table(batch, name):
     model = FAMILIES[name](G, T, K, n_hidden=8)
-    trace = traced(model, batch)
+    trace = traced(model, batch, S)
     table = plate_table(FAMILIES[name])
     latent = {n for n, site in trace.nodes.items() if site["type"] == "sample" and not site_is_subsample(site)}
     assert set(table) == latent and X in table and Z_BASAL in table
@@ -40,7 +27,7 @@ def test_trace_matches_the_documented_plate_table(batch, name):
 
 
 def test_cpa_vae_is_sams_vae_without_a_mask(batch):
-    trace = traced(CPAVAEModel(G, T, K, n_hidden=8), batch)
+    trace = traced(CPAVAEModel(G, T, K, n_hidden=8), batch, S)
     assert MASK not in trace.nodes
     z, values = trace.nodes["_RETURN"]["value"], {k: trace.nodes[k]["value"] for k in (Z_BASAL, E)}
     torch.testing.assert_close(z, values[Z_BASAL] + batch["D"] @ values[E])
@@ -50,7 +37,7 @@ def test_svae_plus_shifts_by_the_masked_parameter_under_a_beta_prior(batch):
     model = SVAEPlusModel(G, T, K, n_hidden=8, beta=10.0)
     with torch.no_grad():
         model.shift.normal_()
-    trace = traced(model, batch)
+    trace = traced(model, batch, S)
     assert E not in trace.nodes
     prior = trace.nodes[MASK_PROB]["fn"].base_dist
     assert torch.allclose(prior.concentration1, torch.tensor(1.0))
@@ -63,7 +50,7 @@ def test_svae_plus_shifts_by_the_masked_parameter_under_a_beta_prior(batch):
 
 def test_conditional_vae_decoder_reads_the_dosages(batch):
     model = ConditionalVAEModel(G, T, K, n_hidden=8)
-    trace = traced(model, batch)
+    trace = traced(model, batch, S)
     z = trace.nodes[Z_BASAL]["value"]
     assert torch.equal(trace.nodes["_RETURN"]["value"], z)
     other = torch.roll(batch["D"], 1, dims=-1)

@@ -1,28 +1,22 @@
-import re
+from typing import get_args
 
 import pytest
 import torch
 from pyro import poutine
 
+from samsvae_pyro._typing import MaskPrior
 from samsvae_pyro.models import SAMSVAEModel, plates
-from samsvae_pyro.models.plates import particles_plate
+from tests.models.plate_tables import plate_table, traced
 
 
-def plate_table():
-    """Rows (site, plate, dim, event shape) parsed from the model docstring's plate table."""
-    rows = re.findall(r"^\s+(\w+)\s+(\w+) \((-\d)\)\s+\((\w*),?\)", SAMSVAEModel.__doc__, re.M)
-    return {site: (plate, int(dim), letter) for site, plate, dim, letter in rows}
-
-
-@pytest.mark.parametrize("mask_prior", ["bernoulli", "beta_bernoulli"])
+@pytest.mark.parametrize("mask_prior", get_args(MaskPrior))
 def test_trace_matches_the_documented_plate_table(batch, mask_prior):
     B, G = batch["x"].shape
     T, K, S = batch["D"].shape[1], 3, 4
     sizes = {"K": K, "G": G}
     model = SAMSVAEModel(G, T, K, n_hidden=8, mask_prior=mask_prior)
-    with particles_plate(S):
-        trace = poutine.trace(model).get_trace(batch)
-    table = plate_table()
+    trace = traced(model, batch, S)
+    table = plate_table(SAMSVAEModel)
     assert set(table) == {"E", "mask", "mask_prob", "z_basal", "x"}
     for site, (plate, dim, letter) in table.items():
         if site not in trace.nodes:

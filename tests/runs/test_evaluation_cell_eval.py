@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from samsvae_pyro import SAMSVAE, simulate_counts
-from samsvae_pyro.evaluate import report as report_module
+from samsvae_pyro.runs import evaluate_run
+from samsvae_pyro.runs import evaluation as evaluation_module
 from samsvae_pyro.evaluate.cell_eval import cell_eval_version
 
 CHEAP = dict(n_particles=4, ate_draws=4, ate_samples_per_draw=4, plots=False)
@@ -24,7 +25,7 @@ def trained():
 
 
 def test_report_has_centred_metrics_for_the_model_and_every_baseline(trained, tmp_path):
-    report = trained.evaluate(tmp_path, **CHEAP)
+    report = evaluate_run(trained, tmp_path, **CHEAP)
     centred = report["ate_centred"]
     for name in ("model", "training_mean", "additive"):
         assert set(centred[name]) >= {"all", "train"}
@@ -36,9 +37,9 @@ def test_report_has_centred_metrics_for_the_model_and_every_baseline(trained, tm
 
 
 def test_cell_eval_needs_its_extra(trained, tmp_path, monkeypatch):
-    monkeypatch.setattr(report_module, "cell_eval_version", lambda: None)
+    monkeypatch.setattr(evaluation_module, "cell_eval_version", lambda: None)
     with pytest.raises(ValueError, match=r"samsvae-pyro\[eval\]"):
-        trained.evaluate(tmp_path, cell_eval=True, **CHEAP)
+        evaluate_run(trained, tmp_path, cell_eval=True, **CHEAP)
     assert not (tmp_path / "metrics.json").exists()  # refused before any work
 
 
@@ -46,7 +47,7 @@ def test_cell_eval_needs_its_extra(trained, tmp_path, monkeypatch):
 @pytest.mark.cell_eval
 @pytest.mark.slow
 def test_cell_eval_scores_the_model_and_every_baseline(trained, tmp_path):
-    report = trained.evaluate(tmp_path, cell_eval=True, **CHEAP)
+    report = evaluate_run(trained, tmp_path, cell_eval=True, **CHEAP)
     section = report["cell_eval"]
     assert section["version"].startswith("0.8") and section["profile"] == "minimal"
     scored = [name for name in ("model", "control_mean", "training_mean", "additive", "linear") if name in section]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 
@@ -12,8 +11,7 @@ import pandas as pd
 import pytest
 
 from samsvae_pyro import SAMSVAE, simulate_counts, simulate_paper
-from samsvae_pyro.evaluate import report as report_module
-from samsvae_pyro.evaluate.report import evaluate_model
+from samsvae_pyro.runs import evaluate_run
 
 CHEAP = dict(n_particles=4, ate_draws=4, ate_samples_per_draw=4)
 PLOTS = ("ate_scatter", "per_condition_metrics", "mask_heatmap", "training_curves")
@@ -50,7 +48,7 @@ def report(simulation, tmp_path_factory):
     adata, _ = simulation
     out = tmp_path_factory.mktemp("report")
     model = _train(adata)
-    return out, model.evaluate(out, truth=adata.uns["sams_truth"], **CHEAP), model
+    return out, evaluate_run(model, out, truth=adata.uns["sams_truth"], **CHEAP), model
 
 
 def test_report_files(report):
@@ -106,7 +104,7 @@ def test_report_markdown(report):
 
 def test_report_without_truth_or_plots(simulation, report, tmp_path):
     _, _, model = report
-    metrics = evaluate_model(model, tmp_path, plots=False, **CHEAP)
+    metrics = evaluate_run(model, tmp_path, plots=False, **CHEAP)
     assert "skipped" in metrics["truth"] and metrics["plots"] == {"skipped": "plots=False"}
     assert not list(tmp_path.glob("*.png"))
     assert "mask F1" not in (tmp_path / "metrics.md").read_text()
@@ -118,7 +116,7 @@ def test_report_without_held_out_cells_or_history(simulation, tmp_path):
     adata.obs["split"] = "train"
     model = _train(adata)
     model.history = None
-    metrics = evaluate_model(model, tmp_path, **CHEAP)
+    metrics = evaluate_run(model, tmp_path, **CHEAP)
     assert "no test or validation cells" in metrics["iwelbo"]["skipped"]
     assert "no training history" in metrics["plots"]["training_curves"]["skipped"]
     assert metrics["ate"]["subsets"]["val"]["n_conditions"] == 0
@@ -129,12 +127,7 @@ def test_report_on_continuous_data_uses_the_mean_ate(tmp_path):
     adata = simulate_paper(n_perturbations=3, n_genes=10, cells_per_perturbation=(20, 5, 5), seed=0)
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="control", split_key="split")
     model = _train(adata, likelihood="normal")
-    metrics = evaluate_model(model, tmp_path, truth=adata.uns["sams_truth"], plots=False, **CHEAP)
+    metrics = evaluate_run(model, tmp_path, truth=adata.uns["sams_truth"], plots=False, **CHEAP)
     assert metrics["settings"]["ate_method"] == "mean"
     assert "f1" in metrics["truth"]["mask_recovery"] and "no true ATE" in metrics["truth"]["coverage"]["skipped"]
     assert np.isfinite(metrics["ate"]["model"]["all"]["pearson"])
-
-
-def test_docstring_example():
-    result = doctest.testmod(report_module)
-    assert result.attempted > 0 and result.failed == 0

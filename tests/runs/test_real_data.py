@@ -15,6 +15,7 @@ import pytest
 
 from samsvae_pyro import SAMSVAE
 from samsvae_pyro.data import held_out_conditions_split
+from samsvae_pyro.runs import evaluate_run
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 NORMAN, KANG = DATA / "norman2019_k562_subset.h5ad", DATA / "kang2018_pbmc_ifnb_subset.h5ad"
@@ -40,7 +41,7 @@ def test_norman_subset_holds_out_pairs_trains_evaluates_and_predicts(tmp_path):
     history = model.train(max_steps=10, batch_size=256, lr=3e-3, progress=False)
     assert np.isfinite(history["train_loss"]).all()
 
-    report = model.evaluate(tmp_path / "report", **EVALUATE)
+    report = evaluate_run(model, tmp_path / "report", **EVALUATE)
     assert np.isfinite(report["iwelbo"]["mean"]) and report["iwelbo"]["split"] == "test"
     assert report["ate"]["subsets"]["unseen"]["n_conditions"] == len(HELD_OUT)
     for baseline in ("control_mean", "training_mean", "additive", "linear"):
@@ -58,7 +59,7 @@ def test_kang_subset_predicts_the_stimulation_per_cell_type(tmp_path):
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="ctrl", layer="counts")
     model = SAMSVAE(adata, n_latent=4, n_hidden=32, device="cpu")
     model.train(max_steps=5, batch_size=256, lr=3e-3, progress=False)
-    report = model.evaluate(tmp_path / "report", **EVALUATE)
+    report = evaluate_run(model, tmp_path / "report", **EVALUATE)
     assert np.isfinite(report["iwelbo"]["mean"]) and report["ate"]["model"]["all"]["n_conditions"] == 1
 
     cell_type = adata.obs["cell_type"].astype(str).value_counts().index[0]

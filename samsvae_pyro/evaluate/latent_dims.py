@@ -22,30 +22,28 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from samsvae_pyro.api.device import seeded
-from samsvae_pyro.evaluate.ate import ate_transform
-from samsvae_pyro.evaluate.predictive import TARGET_LIBRARY
+from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method, ate_transform
 from samsvae_pyro.models.plates import X, Z_BASAL
 
 
 @torch.no_grad()
-def decoder_response(model: Any, *, n_basal: int = 256, shift: float = 1.0, seed: int = 0) -> pd.DataFrame:
+def decoder_response(model: Any, *, device: torch.device, n_basal: int = 256, shift: float = 1.0) -> Tensor:
     """Mean change of each gene's expected expression when one latent dimension is shifted by ``shift``.
 
     Parameters
     ----------
     model
-        A trained :class:`~samsvae_pyro.api.base.PerturbationModel` whose model samples ``z_basal``.
+        The Pyro model (a family of :mod:`samsvae_pyro.models`) that samples ``z_basal``.
+    device
+        Device of the model's parameters.
     n_basal
         Basal states z_basal ~ N(0, I) drawn from the model's prior and averaged over.
     shift
         Size of the shift along each dimension, in prior standard deviations.
-    seed
-        Seed of the basal states.
 
     Returns
     -------
-    Responses indexed by ``latent_k``, one column per gene (see the module docstring for the units).
+    One row per latent dimension, one column per gene (see the module docstring for the units).
 
     Shapes
     ------
@@ -53,25 +51,21 @@ def decoder_response(model: Any, *, n_basal: int = 256, shift: float = 1.0, seed
 
     Examples
     --------
-    >>> from samsvae_pyro import SAMSVAE, simulate_counts
-    >>> adata = simulate_counts(n_perturbations=3, cells_per_perturbation=20, n_genes=10, n_ate_samples=10)
-    >>> SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting")
-    >>> decoder_response(SAMSVAE(adata, n_latent=4, n_hidden=8, device="cpu"), n_basal=16).shape
+    >>> from samsvae_pyro.models import SAMSVAEModel
+    >>> tuple(decoder_response(SAMSVAEModel(10, 3, 4, n_hidden=8), device=torch.device("cpu"), n_basal=16).shape)
     (4, 10)
     """
     if n_basal < 1:
         raise ValueError(f"n_basal must be a positive integer, got {n_basal}.")
-    net, rows = model.model, []
-    with seeded(seed, model.device):
-        z_basal, mean, transform = _expected_expression(net, n_basal, model.device)  # (n, K), (n, G)
-        baseline = transform(mean)
-        for k in range(z_basal.shape[-1]):
-            shifted = z_basal.clone()
-            shifted[:, k] += shift
-            _, mean, _ = _expected_expression(net, n_basal, model.device, shifted)
-            rows.append((transform(mean) - baseline).mean(0))  # (G,)
-    return pd.DataFrame(torch.stack(rows).cpu().numpy(), index=[f"latent_{k}" for k in range(len(rows))],
-                        columns=pd.Index(model.data.var_names, name="gene"))
+    rows = []
+    z_basal, mean, transform = _expected_expression(model, n_basal, device)  # (n, K), (n, G)
+    baseline = transform(mean)
+    for k in range(z_basal.shape[-1]):
+        shifted = z_basal.clone()
+        shifted[:, k] += shift
+        _, mean, _ = _expected_expression(model, n_basal, device, shifted)
+        rows.append((transform(mean) - baseline).mean(0))  # (G,)
+    return torch.stack(rows)
 
 
 def _expected_expression(net: Any, n: int, device: torch.device, z_basal: Tensor | None = None):
@@ -85,7 +79,7 @@ def _expected_expression(net: Any, n: int, device: torch.device, z_basal: Tensor
     program = net if z_basal is None else poutine.condition(net, data={Z_BASAL: z_basal})
     trace = poutine.trace(program).get_trace(batch)
     fn = trace.nodes[X]["fn"]
-    transform = ate_transform("perturbseq" if fn.support.is_discrete else "mean")
+    transform = ate_transform(ate_method(net.head.is_count))
     return trace.nodes[Z_BASAL]["value"], fn.mean, transform
 
 
@@ -96,7 +90,7 @@ def perturbations_per_dim(effects: pd.DataFrame, inclusion: pd.DataFrame | None 
     Parameters
     ----------
     effects
-        Posterior mean effects E_q[e_tk m_tk] (:func:`~samsvae_pyro.interpret.posterior_effects`).
+        Posterior mean effects E_q[e_tk m_tk] (:meth:`~samsvae_pyro.api.base.PerturbationModel.posterior_effects`).
     inclusion
         q(m_tk = 1) in the same layout; ``None`` ranks by |effect| instead.
     top_n

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from samsvae_pyro.experiments import load_config, plan_sweep, resolve_config, run_config
-from tests.experiments.conftest import SMOKE
+from samsvae_pyro.runs import load_config, plan_sweep, resolve_config, run_config
+from tests.runs.conftest import SMOKE
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

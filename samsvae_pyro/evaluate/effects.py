@@ -10,14 +10,13 @@ E_q[e_t * m_t], not E_q[e_t] * E_q[m_t]: under the correlated guide q(e_t | m_t)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-import pandas as pd
 import torch
 from pyro import poutine
 from torch import Tensor
 
-from samsvae_pyro.api.device import seeded
+from samsvae_pyro._typing import Batch
 from samsvae_pyro.evaluate.posterior import guide_trace, site_mean
 from samsvae_pyro.models.plates import GLOBAL_SITES, MASK, Z_BASAL, particles_plate
 
@@ -25,24 +24,25 @@ _MAX_ELEMENTS = 2e7  # draws x perturbations x genes of one model trace
 
 
 @torch.no_grad()
-def posterior_effects(model: Any, *, n_samples: int = 100, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def posterior_effects(model: Any, guide: Callable, batch: Batch, *,
+                      n_samples: int = 100) -> tuple[Tensor, Tensor | None]:
     """Posterior mean effects E_q[e_tk m_tk] and inclusion probabilities q(m_tk = 1).
 
     Parameters
     ----------
-    model
-        A trained :class:`~samsvae_pyro.api.base.PerturbationModel` with global latent sites.
+    model, guide
+        The Pyro model (a family of :mod:`samsvae_pyro.models`) and its trained guide.
+    batch
+        Any batch of the data (only the global sites of the guide are read).
     n_samples
         Joint posterior draws of the global sites (E, M) averaged.
-    seed
-        Seed of the draws.
 
     Returns
     -------
     effects
-        Posterior mean latent shift of each perturbation, indexed by perturbation, columns ``latent_k``.
+        Posterior mean latent shift of each perturbation.
     inclusion
-        q(m_tk = 1) in the same layout, or ``None`` for a family without a mask (M fixed to one).
+        q(m_tk = 1), or ``None`` for a family without a mask (M fixed to one).
 
     Shapes
     ------
@@ -53,21 +53,20 @@ def posterior_effects(model: Any, *, n_samples: int = 100, seed: int = 0) -> tup
     >>> from samsvae_pyro import SAMSVAE, simulate_counts
     >>> adata = simulate_counts(n_perturbations=3, cells_per_perturbation=20, n_genes=10, n_ate_samples=10)
     >>> SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting")
-    >>> effects, inclusion = posterior_effects(SAMSVAE(adata, n_latent=4, n_hidden=8, device="cpu"), n_samples=5)
-    >>> effects.shape, inclusion.shape
+    >>> trained = SAMSVAE(adata, n_latent=4, n_hidden=8, device="cpu")
+    >>> effects, inclusion = posterior_effects(trained.model, trained.guide, trained.example_batch(1), n_samples=5)
+    >>> tuple(effects.shape), tuple(inclusion.shape)
     ((3, 4), (3, 4))
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples}.")
-    with seeded(seed, model.device):
-        trace = guide_trace(model.guide, model.example_batch(1), n_samples)
+    trace = guide_trace(guide, batch, n_samples)
     globals_ = {name: trace.nodes[name]["value"] for name in GLOBAL_SITES if name in trace.nodes}
     if not globals_:
         raise ValueError(f"{type(model).__name__} has no per-perturbation latent effects (no global sites); "
                          "latent structure needs a family such as SAMSVAE or CPAVAE.")
-    effects = _latent_shifts(model.model, globals_, n_samples, model.device)  # (T, K)
-    inclusion = model._frame(site_mean(trace, MASK)) if MASK in trace.nodes else None
-    return model._frame(effects), inclusion
+    effects = _latent_shifts(model, globals_, n_samples, batch["D"].device)  # (T, K)
+    return effects, site_mean(trace, MASK) if MASK in trace.nodes else None
 
 
 def _latent_shifts(net: Any, globals_: dict[str, Tensor], n_samples: int, device: torch.device) -> Tensor:

@@ -5,34 +5,25 @@ reference, on the same held-out cells, as the paper reports it: positive is bett
 the ATE Pearson on all genes and on each condition's top-20 genes for every condition subset (all,
 train, val, test, unseen), and the mask F1 where simulation truth exists. Written as Markdown and CSV.
 
-A run directory is anything with a ``metrics.json`` written by ``model.evaluate`` (``samsvae train``,
-``samsvae demo``, ``samsvae train --config``, ``samsvae sweep``).
+A run directory is anything with a ``metrics.json`` written by :func:`~samsvae_pyro.runs.evaluate_run`
+(``samsvae train``, ``samsvae demo``, ``samsvae train --config``, ``samsvae sweep``).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-METRICS = "metrics.json"
-IWELBO_CELLS = "iwelbo_per_cell.csv"
+from samsvae_pyro.files import write_text
+from samsvae_pyro.runs.layout import IWELBO_CELLS, read_metrics, write_csv
+from samsvae_pyro.runs.render import markdown_table
+
 SUBSETS = ("all", "train", "val", "test", "unseen")
 IWELBO, RELATIVE, MASK_F1 = "IWELBO", "relative IWELBO", "mask F1"
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    """``metrics.json`` of a run directory; a one-line error when it is not an evaluated run."""
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {METRICS}: not an evaluated run directory (run `samsvae train` "
-                                "or `samsvae evaluate` on it first).")
-    return json.loads(path.read_text())
+SCORE_DIGITS = {IWELBO: 2, RELATIVE: 2}  # decimals of the IWELBO columns; other numbers get 3
 
 
 def run_scores(metrics: Mapping[str, Any]) -> dict[str, float | None]:
@@ -117,24 +108,9 @@ def order_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[sorted(frame.columns, key=rank)]
 
 
-def format_value(value: Any, digits: int = 3) -> str:
-    """A number with ``digits`` decimals; "–" for missing or undefined values."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A Markdown table of a frame (index included); IWELBO columns with 2 decimals, other numbers with 3."""
-    digits = {IWELBO: 2, RELATIVE: 2}
-    header = [frame.index.name or ""] + list(frame.columns)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, row in frame.iterrows():
-        cells = [format_value(row[c], digits.get(c, 3)) for c in frame.columns]
-        lines.append("| " + " | ".join([str(label)] + cells) + " |")
-    return "\n".join(lines) + "\n"
+def comparison_markdown(frame: pd.DataFrame) -> str:
+    """The Markdown table of a comparison or runs table: IWELBO columns with 2 decimals, other numbers with 3."""
+    return markdown_table(frame, SCORE_DIGITS)
 
 
 def write_table(frame: pd.DataFrame, out: str | Path, *, markdown: str | None = None) -> tuple[Path, Path]:
@@ -144,6 +120,6 @@ def write_table(frame: pd.DataFrame, out: str | Path, *, markdown: str | None = 
         raise ValueError(f"{out}: give a file name ending in .md or .csv (both are written).")
     out.parent.mkdir(parents=True, exist_ok=True)
     md, csv = out.with_suffix(".md"), out.with_suffix(".csv")
-    md.write_text(markdown if markdown is not None else markdown_table(frame))
-    frame.to_csv(csv)
+    write_text(md, markdown if markdown is not None else comparison_markdown(frame))
+    write_csv(frame, csv)
     return md, csv

@@ -1,6 +1,6 @@
 """The latent-structure report of a trained model: tables, plots and ``interpret.json`` in one directory.
 
-:func:`interpret_model` writes (CSV unless said otherwise):
+:func:`interpret_run` writes (CSV unless said otherwise):
 
 - ``effects``: posterior mean effects E_q[e_tk m_tk], perturbations x latent dims; ``inclusion``: q(m_tk = 1);
 - ``similarity``: perturbation x perturbation similarity of the chosen ``source`` rows;
@@ -14,28 +14,31 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
-from samsvae_pyro.evaluate.report import _jsonable
-from samsvae_pyro.interpret.effects import posterior_effects
-from samsvae_pyro.interpret.grouping import group_labels, grouping_score
-from samsvae_pyro.interpret.latent_dims import decoder_response, genes_per_dim, perturbations_per_dim
+from anndata import AnnData
+
+from samsvae_pyro._typing import SimilarityMetric, SimilaritySource
+from samsvae_pyro.api import PerturbationModel
+from samsvae_pyro.evaluate.latent_dims import genes_per_dim, perturbations_per_dim
+from samsvae_pyro.interpret.grouping import group_labels, grouping_score, groups_from_pathways
 from samsvae_pyro.interpret.plots import plot_grouping_null, plot_similarity_heatmap
-from samsvae_pyro.interpret.similarity import METRICS, SimilarityMetric, cluster_perturbations, perturbation_similarity
+from samsvae_pyro.interpret.similarity import METRICS, cluster_perturbations, perturbation_similarity
+from samsvae_pyro.runs.layout import INTERPRET, TRUTH_KEY, write_csv, write_json
+from samsvae_pyro.runs.render import jsonable
 
-SOURCES = ("effects", "mask")
+SOURCES = get_args(SimilaritySource)
 
 
-def interpret_model(
-    model: Any,
+def interpret_run(
+    model: PerturbationModel,
     output_dir: str | os.PathLike,
     *,
     groups: Mapping[str, Iterable[str]] | None = None,
-    source: Literal["effects", "mask"] = "effects",
+    source: SimilaritySource = "effects",
     metric: SimilarityMetric = "cosine",
     n_clusters: int | None = None,
     n_permutations: int = 1000,
@@ -94,7 +97,7 @@ def interpret_model(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     say(f"posterior effects E * M from {n_samples} draws of the guide")
-    effects, inclusion = posterior_effects(model, n_samples=n_samples, seed=seed)
+    effects, inclusion = model.posterior_effects(n_samples, seed=seed)
     if source == "mask" and inclusion is None:
         raise ValueError(f"{type(model).__name__} has no mask; use source='effects'.")
     similarity = perturbation_similarity(effects if source == "effects" else inclusion, metric=metric)
@@ -104,7 +107,7 @@ def interpret_model(
         say(f"grouping score against {n_permutations} label permutations")
         score = grouping_score(similarity, groups, n_clusters=n_clusters, n_permutations=n_permutations, seed=seed)
     say(f"decoder response to a unit shift of each of {effects.shape[1]} latent dims ({n_basal} basal states)")
-    response = decoder_response(model, n_basal=n_basal, seed=seed)
+    response = model.decoder_response(n_basal, seed=seed)
     tables = {"effects": effects, "inclusion": inclusion, "similarity": similarity, "clusters": clusters,
               "grouping_score": None if score is None else score.table,
               "grouping_null": None if score is None else score.null,
@@ -119,8 +122,8 @@ def interpret_model(
     if plots:
         title = f"{metric} similarity of {'posterior effects E * M' if source == 'effects' else 'q(m = 1)'}"
         report["files"] += _write_plots(similarity, clusters, labels, score, out, title=title)
-    report = _jsonable(report)
-    (out / "interpret.json").write_text(json.dumps(report, indent=2))
+    report = jsonable(report)
+    write_json(report, out / INTERPRET)
     return report
 
 
@@ -133,7 +136,7 @@ def _write_tables(tables: dict, out: Path) -> list[str]:
     for name, table in tables.items():
         if table is not None:
             label = _INDEX_LABELS.get(name, "perturbation")
-            table.to_csv(out / f"{name}.csv", index=label is not None, index_label=label)
+            write_csv(table, out / f"{name}.csv", index=label is not None, index_label=label)
             names.append(f"{name}.csv")
     return names
 
@@ -145,3 +148,20 @@ def _write_plots(similarity, clusters, labels, score, out: Path, *, title: str) 
     if score is not None:
         paths.append(plot_grouping_null(score, out / "grouping_null.png"))
     return [path.name for path in paths]
+
+
+def choose_groups(model: PerturbationModel, adata: AnnData, *, groups: Mapping[str, Iterable[str]] | None = None,
+                  pathways: bool = False, target_key: str | None = "gene",
+                  log: Callable[[str], Any] | None = None) -> Mapping[str, Iterable[str]] | None:
+    """The grouping to score: ``groups`` if given, else the AnnData's pathways (``pathways=True``), else the
+    true groups of a grouped simulation, else ``None``."""
+    say = log or (lambda _: None)
+    if pathways:
+        chosen = groups_from_pathways(adata, model.data.vocabulary.perturbations,
+                                      perturbation_key=model.setup.get("perturbation_key"), target_key=target_key)
+        say(f"pathways: {len(chosen)} of {len(adata.uns['pathways'])} have perturbed members")
+        return chosen
+    if groups is None and "groups" in adata.uns.get(TRUTH_KEY, {}):
+        say(f"scoring against the simulation's true groups (uns['{TRUTH_KEY}']['groups'])")
+        return adata.uns[TRUTH_KEY]["groups"]
+    return groups

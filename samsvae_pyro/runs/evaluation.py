@@ -1,6 +1,6 @@
 """The evaluation report of a trained model (issue "Evaluation", item 7; spec sections 5 and 8).
 
-:func:`evaluate_model` runs every evaluation that applies to a trained model and writes it to one
+:func:`evaluate_run` runs every evaluation that applies to a trained model and writes it to one
 directory:
 
 - ``metrics.json``: every scalar, nested by section (settings, iwelbo, ate, per_condition, truth, plots);
@@ -34,8 +34,6 @@ Choices beyond the issue text:
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -45,6 +43,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from samsvae_pyro.api import PerturbationModel
+from samsvae_pyro.data.transforms import ate_method
 from samsvae_pyro.evaluate.ate import SPLIT_COLUMNS, ate_anndata, data_ate
 from samsvae_pyro.evaluate.baselines import (
     additive_baseline,
@@ -65,12 +65,25 @@ from samsvae_pyro.evaluate.cell_eval import (
 )
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery
 from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_condition_metrics
+from samsvae_pyro.files import write_text
 from samsvae_pyro.evaluate.plots import (
     plot_ate_scatter,
     plot_mask_heatmap,
     plot_metric_distribution,
     plot_training_curves,
 )
+from samsvae_pyro.runs.layout import (
+    ATE_DATA,
+    ATE_MODEL,
+    IWELBO_CELLS,
+    METRICS,
+    METRICS_MD,
+    PER_CONDITION,
+    write_csv,
+    write_h5ad,
+    write_json,
+)
+from samsvae_pyro.runs.render import jsonable, markdown_report
 
 INTERVAL = 0.9
 UNSEEN = "in_unseen"  # extra subset column: conditions without training cells
@@ -78,8 +91,8 @@ BASELINES = ("control_mean", "training_mean", "additive", "linear")
 _SCALARS = ("precision", "recall", "f1", "auroc", "fraction_on", "fraction_true", "true_positives")
 
 
-def evaluate_model(
-    model: Any,
+def evaluate_run(
+    model: PerturbationModel,
     output_dir: str | os.PathLike,
     *,
     truth: Mapping[str, Any] | None = None,
@@ -137,8 +150,8 @@ def evaluate_model(
     >>> _ = model.train(max_steps=2, batch_size=64, progress=False)
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as out:
-    ...     report = evaluate_model(model, out, truth=adata.uns["sams_truth"], n_particles=4, ate_draws=4,
-    ...                             ate_samples_per_draw=4, plots=False)
+    ...     report = evaluate_run(model, out, truth=adata.uns["sams_truth"], n_particles=4, ate_draws=4,
+    ...                           ate_samples_per_draw=4, plots=False)
     >>> sorted(report["ate"])
     ['additive', 'control_mean', 'linear', 'model', 'subsets', 'training_mean']
     """
@@ -146,7 +159,7 @@ def evaluate_model(
         raise ValueError(INSTALL_HINT)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    method = "mean" if getattr(model.data, "x_transform", "log1p") == "identity" else "perturbseq"
+    method = ate_method(model.model.head.is_count)
     report: dict[str, Any] = {
         "model": _model_summary(model),
         "settings": {"n_particles": n_particles, "ate_draws": ate_draws, "ate_samples_per_draw": ate_samples_per_draw,
@@ -162,16 +175,16 @@ def evaluate_model(
         report["cell_eval"] = _cell_eval_section(model, ates, profile=cell_eval_profile, seed=seed)
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
     report["plots"] = _plots(model, ates, mask, out, top_k=top_k) if plots else {"skipped": "plots=False"}
-    report = _jsonable(report)
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    (out / "metrics.md").write_text(markdown_report(report))
+    report = jsonable(report)
+    write_json(report, out / METRICS)
+    write_text(out / METRICS_MD, markdown_report(report))
     return report
 
 
 # ---------------------------------------------------------------- sections
 
 
-def _model_summary(model: Any) -> dict:
+def _model_summary(model: PerturbationModel) -> dict:
     data, history = model.data, getattr(model, "history", None)
     guide = model.guide_spec if isinstance(model.guide_spec, str) else type(model.guide).__name__
     return {"class": type(model).__name__, "guide": guide, "n_cells": data.n_cells, "n_genes": data.n_genes,
@@ -179,18 +192,18 @@ def _model_summary(model: Any) -> dict:
             "trained_steps": int(history["step"].max()) if history is not None and len(history) else None}
 
 
-def _iwelbo_section(model: Any, out: Path, *, n_particles: int, seed: int) -> dict:
+def _iwelbo_section(model: PerturbationModel, out: Path, *, n_particles: int, seed: int) -> dict:
     """Held-out predictive IWELBO on the test split, else the validation split; per-cell values to CSV."""
     split = next((s for s in ("test", "val") if (np.asarray(model.data.split) == s).any()), None)
     if split is None:
         return {"skipped": "no test or validation cells to evaluate held-out IWELBO on"}
     values = model.iwelbo(split=split, n_particles=n_particles, seed=seed)
-    values.rename_axis("cell").to_frame().to_csv(out / "iwelbo_per_cell.csv")
+    write_csv(values.rename_axis("cell").to_frame(), out / IWELBO_CELLS)
     return {"split": split, "n_cells": len(values), "n_particles": n_particles, "mean": float(values.mean()),
-            "sd": float(values.std()), "file": "iwelbo_per_cell.csv"}
+            "sd": float(values.std()), "file": IWELBO_CELLS}
 
 
-def _ate_frames(model: Any, out: Path, *, method: str, draws: int, samples: int, seed: int) -> dict:
+def _ate_frames(model: PerturbationModel, out: Path, *, method: str, draws: int, samples: int, seed: int) -> dict:
     """Data and model ATE AnnData (written to h5ad), or the reason they could not be computed."""
     try:
         data = data_ate(model.data, method=method)
@@ -199,8 +212,8 @@ def _ate_frames(model: Any, out: Path, *, method: str, draws: int, samples: int,
     data.obs[UNSEEN] = ~data.obs["in_train"].to_numpy(dtype=bool)
     predicted = model.model_ate(list(data.obs_names), n_global_draws=draws, samples_per_draw=samples,
                                 method=method, interval=INTERVAL, seed=seed)
-    data.write_h5ad(out / "ate_data.h5ad")
-    predicted.write_h5ad(out / "ate_model.h5ad")
+    write_h5ad(data, out / ATE_DATA)
+    write_h5ad(predicted, out / ATE_MODEL)
     return {"data": data, "model": predicted, "design": model.data, "method": method}
 
 
@@ -208,7 +221,7 @@ def _subset_columns(data: AnnData) -> tuple[str, ...]:
     return SPLIT_COLUMNS + ((UNSEEN,) if data.obs[UNSEEN].any() else ())
 
 
-def _ate_section(model: Any, ates: dict, *, method: str, top_k: int) -> dict:
+def _ate_section(model: PerturbationModel, ates: dict, *, method: str, top_k: int) -> dict:
     if "skipped" in ates:
         return {"skipped": ates["skipped"]}
     data = ates["data"]
@@ -317,11 +330,11 @@ def _per_condition_section(ates: dict, out: Path, *, top_k: int) -> dict:
         return {"skipped": ates["skipped"]}
     table = per_condition_metrics(ates["model"], ates["data"], top_k=top_k)
     ates["per_condition"] = table
-    table.to_csv(out / "per_condition_metrics.csv")
-    return {"file": "per_condition_metrics.csv", "mean": table.mean().to_dict(), "median": table.median().to_dict()}
+    write_csv(table, out / PER_CONDITION)
+    return {"file": PER_CONDITION, "mean": table.mean().to_dict(), "median": table.median().to_dict()}
 
 
-def _mask_probabilities(model: Any) -> pd.DataFrame | str:
+def _mask_probabilities(model: PerturbationModel) -> pd.DataFrame | str:
     """q(m = 1) per perturbation and latent dimension, or why there is none (e.g. a family without a mask)."""
     try:
         return model.mask_probabilities()
@@ -329,7 +342,7 @@ def _mask_probabilities(model: Any) -> pd.DataFrame | str:
         return str(error)
 
 
-def _truth_section(model: Any, ates: dict, mask: pd.DataFrame | str, truth: Mapping[str, Any] | None, *,
+def _truth_section(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, truth: Mapping[str, Any] | None, *,
                    method: str, top_k: int) -> dict:
     if truth is None:
         return {"skipped": "no simulation truth given (pass truth=adata.uns['sams_truth'] for simulated data)"}
@@ -338,7 +351,7 @@ def _truth_section(model: Any, ates: dict, mask: pd.DataFrame | str, truth: Mapp
     return {"mask_recovery": _mask_section(model, mask, truth), **ate}
 
 
-def _mask_section(model: Any, estimated: pd.DataFrame | str, truth: Mapping[str, Any]) -> dict:
+def _mask_section(model: PerturbationModel, estimated: pd.DataFrame | str, truth: Mapping[str, Any]) -> dict:
     if "mask" not in truth or "perturbations" not in truth:
         return {"skipped": "the truth has no 'mask' and 'perturbations'"}
     if isinstance(estimated, str):
@@ -352,7 +365,7 @@ def _mask_section(model: Any, estimated: pd.DataFrame | str, truth: Mapping[str,
     return {key: scores[key] for key in _SCALARS} | {"threshold": 0.5}
 
 
-def _true_ate_section(model: Any, ates: dict, truth: Mapping[str, Any], *, top_k: int) -> dict:
+def _true_ate_section(model: PerturbationModel, ates: dict, truth: Mapping[str, Any], *, top_k: int) -> dict:
     """Coverage of the true ATE by the model's intervals, and model / data ATE scored against it."""
     vocabulary = model.data.vocabulary
     conditions = [vocabulary.canonical(vocabulary.parse(str(c))) for c in truth["true_ate_conditions"]]
@@ -371,7 +384,7 @@ def _true_ate_section(model: Any, ates: dict, truth: Mapping[str, Any], *, top_k
     }
 
 
-def _true_ate_problem(model: Any, ates: dict, truth: Mapping[str, Any], *, method: str) -> str | None:
+def _true_ate_problem(model: PerturbationModel, ates: dict, truth: Mapping[str, Any], *, method: str) -> str | None:
     if "true_ate" not in truth or "true_ate_conditions" not in truth:
         return "the truth has no true ATE (only the count simulation stores one)"
     if "skipped" in ates:
@@ -384,7 +397,7 @@ def _true_ate_problem(model: Any, ates: dict, truth: Mapping[str, Any], *, metho
     return None
 
 
-def _plots(model: Any, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int) -> dict:
+def _plots(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int) -> dict:
     """Write the PNG plots that apply; each entry is a file name or ``{"skipped": reason}``."""
     makers = {
         "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k),
@@ -415,192 +428,3 @@ def _plot_history(history: pd.DataFrame | None, path: Path) -> Path:
     if history is None or not len(history):
         raise ValueError("no training history (the model was not trained in this session and none was given)")
     return plot_training_curves(history, path)
-
-
-# ---------------------------------------------------------------- output
-
-
-def _jsonable(value: Any) -> Any:
-    """Nested dicts of plain Python scalars; NaN and infinities become None (valid JSON)."""
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def markdown_report(report: Mapping[str, Any]) -> str:
-    """The Markdown page of a report dict (as returned by :func:`evaluate_model`)."""
-    model, settings = report["model"], report["settings"]
-    lines = [f"# Evaluation of {model['class']} ({model['guide']} guide)", "",
-             f"{model['n_cells']} cells x {model['n_genes']} genes, {model['n_perturbations']} perturbations; "
-             f"trained steps: {model['trained_steps'] if model['trained_steps'] is not None else 'unknown'}. "
-             f"IWELBO with {settings['n_particles']} particles; model ATE from {settings['ate_draws']} x "
-             f"{settings['ate_samples_per_draw']} posterior-predictive samples ({settings['ate_method']} method); "
-             f"ATE scored against the data ATE on all cells.", ""]
-    lines += _summary_table(report) + [""] + _centred_table(report) + _cell_eval_tables(report)
-    lines += _model_detail(report) + [""] + _truth_lines(report)
-    skipped = list(_skipped(report))
-    if skipped:
-        lines += ["", "## Not evaluated", ""] + [f"- {where}: {reason}" for where, reason in skipped]
-    return "\n".join(lines) + "\n"
-
-
-def _table_subsets(ate: Mapping[str, Any]) -> list[str]:
-    """"all" and every non-empty subset that differs from it (identical columns would only repeat "all")."""
-    return [name for name, info in ate.get("subsets", {}).items()
-            if name == "all" or (info["n_conditions"] > 0 and not info["same_as_all"])]
-
-
-def _summary_table(report: Mapping[str, Any]) -> list[str]:
-    ate, k = report["ate"], report["settings"]["top_k"]
-    subsets = _table_subsets(ate)
-    extra = _truth_columns(report)
-    header = ["method", "IWELBO (nats/cell)"]
-    for subset in subsets:
-        header += [f"ATE r {subset}", f"ATE r top-{k} {subset}"]
-    header += ["delta r (all)", "rank (all)"] * bool(subsets) + list(extra)
-    lines = ["## Summary", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in ("model",) + BASELINES:
-        scores = ate.get(name, {})
-        if name != "model" and (not scores or "skipped" in scores):
-            continue
-        is_model = name == "model"
-        row = [_model_label(report) if is_model else _baseline_label(name, scores)]
-        row.append(_fmt(report["iwelbo"].get("mean"), 1) if is_model else "–")
-        for subset in subsets:
-            row += [_fmt(scores[subset]["pearson"]), _fmt(scores[subset][f"pearson_top{k}"])]
-        if subsets:
-            row += [_fmt(scores["all"]["delta_pearson"]), _fmt(scores["all"]["rank"])]
-        row += [_fmt(value) if is_model else "–" for value in extra.values()]
-        lines.append("| " + " | ".join(row) + " |")
-    if subsets:
-        same = [name for name, info in ate["subsets"].items() if name != "all" and info["same_as_all"]]
-        lines += ["", "Condition subsets: " + "; ".join(
-            f"{name} = {info['n_conditions']} ({info['description']})" for name, info in ate["subsets"].items())
-            + (f". {', '.join(same)} {'holds' if len(same) == 1 else 'hold'} every condition, so "
-               f"{'its scores equal' if len(same) == 1 else 'their scores equal'} those of all" if same else "")
-            + ". ATE r: Pearson of the flattened (conditions x genes) ATE matrices, model or baseline vs data; "
-            "delta r: mean per-condition Pearson across genes; rank: 0 is perfect; –: not applicable, or undefined "
-            "(the control mean predicts a constant 0, so its Pearson is undefined)."]
-    return lines
-
-
-def _baseline_label(name: str, scores: Mapping[str, Any]) -> str:
-    if name == "linear" and scores.get("embedding") == "training":
-        return "linear (training embedding)"
-    return name.replace("_", " ")
-
-
-def _methods(report: Mapping[str, Any], section: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(key, row label) of the model and of every baseline scored in ``section``."""
-    ate = report["ate"]
-    return [(name, _model_label(report) if name == "model" else _baseline_label(name, ate.get(name, {})))
-            for name in ("model",) + BASELINES if name in section]
-
-
-def _centred_table(report: Mapping[str, Any]) -> list[str]:
-    section = report.get("ate_centred", {})
-    if not section or "skipped" in section:
-        return []
-    subsets = _table_subsets(report["ate"])
-    header = ["method"] + [f"{metric} {subset}" for subset in subsets for metric in ("centred r", "centred delta r")]
-    lines = ["## Centred on the perturbed mean (Systema)", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
-    for name, label in _methods(report, section):
-        row = [label] + [_fmt(section[name][subset][metric]) for subset in subsets
-                         for metric in ("pearson", "delta_pearson")]
-        lines.append("| " + " | ".join(row) + " |")
-    return lines + ["", "Model and baselines vs data after subtracting the mean of the training conditions' ATEs "
-                    "from both, so only what is specific to each condition counts. The training mean is Systema's "
-                    "perturbed-mean baseline: it is the reference itself, so it scores – (undefined) by construction.", ""]
-
-
-def _cell_eval_tables(report: Mapping[str, Any]) -> list[str]:
-    section = report.get("cell_eval")
-    if not section or "skipped" in section:
-        return []
-    lines = [f"## cell-eval {section['version']} (profile {section['profile']!r})", ""]
-    for subset in _table_subsets(report["ate"]):
-        metrics = sorted({m for name, _ in _methods(report, section) for m in section[name][subset]} - {"n_conditions"})
-        header = ["method", "conditions"] + metrics + ["clipped"]
-        lines += [f"Conditions: {subset}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for name, label in _methods(report, section):
-            scores = section[name][subset]
-            lines.append("| " + " | ".join([label, str(scores["n_conditions"])] + [_fmt(scores.get(m)) for m in metrics]
-                                          + [_fmt(section[name]["clipped_fraction"])]) + " |")
-        lines.append("")
-    return lines + ["cell-eval's own metrics (means over conditions); the model's cells are counterfactual "
-                    "predictions from the training control cells, the baselines' are mean cells (control mean plus "
-                    "the predicted ATE); clipped: fraction of those means below zero, raised to zero (log-normalised "
-                    "values cannot be negative), which moves the baseline's cell-eval scores away from ours.", ""]
-
-
-def _truth_columns(report: Mapping[str, Any]) -> dict[str, float | None]:
-    """Summary-table columns that exist only with simulation truth: mask F1 / AUROC, interval coverage."""
-    truth = report["truth"]
-    if "skipped" in truth:
-        return {}
-    columns = {}
-    if "skipped" not in truth["mask_recovery"]:
-        columns |= {"mask F1": truth["mask_recovery"]["f1"], "mask AUROC": truth["mask_recovery"]["auroc"]}
-    if "skipped" not in truth["coverage"]:
-        columns[f"{int(INTERVAL * 100)}% coverage"] = truth["coverage"]["coverage"]
-    return columns
-
-
-def _model_label(report: Mapping[str, Any]) -> str:
-    return f"{report['model']['class']} ({report['model']['guide']})"
-
-
-def _model_detail(report: Mapping[str, Any]) -> list[str]:
-    scores = report["ate"].get("model", {})
-    if "skipped" in scores or "skipped" in report["ate"]:
-        return []
-    columns = list(next(iter(scores.values())))
-    lines = ["## Model ATE metrics by condition subset", "", "| subset | " + " | ".join(columns) + " |",
-             "|" + "---|" * (len(columns) + 1)]
-    for subset, row in scores.items():
-        cells = [str(row[c]) if c in ("n_conditions", "n_skipped") else _fmt(row[c]) for c in columns]
-        lines.append(f"| {subset} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _truth_lines(report: Mapping[str, Any]) -> list[str]:
-    truth = report["truth"]
-    if "skipped" in truth:
-        return []
-    lines = ["## Simulation truth", ""]
-    mask = truth["mask_recovery"]
-    if "skipped" not in mask:
-        lines.append(f"- Mask recovery (q(m) > 0.5, Hungarian-matched latent dims): precision "
-                     f"{_fmt(mask['precision'])}, recall {_fmt(mask['recall'])}, F1 {_fmt(mask['f1'])}, AUROC {_fmt(mask['auroc'])}.")
-    coverage = truth["coverage"]
-    if "skipped" not in coverage:
-        lines.append(f"- {int(INTERVAL * 100)}% credible intervals of the model ATE cover "
-                     f"{_fmt(coverage['coverage'])} of the true ATE entries ({coverage['n_conditions']} conditions; mean width "
-                     f"{_fmt(coverage['mean_interval_width'])}).")
-        model, data = truth["model_vs_true_ate"], truth["data_vs_true_ate"]
-        lines.append(f"- Against the true ATE: model ATE r {_fmt(model['pearson'])}, data ATE r "
-                     f"{_fmt(data['pearson'])} (the data ATE's sampling noise sets this ceiling).")
-    return lines
-
-
-def _skipped(node: Any, where: str = "") -> Any:
-    """(section path, reason) of every skipped entry of a report."""
-    if isinstance(node, Mapping):
-        if "skipped" in node:
-            yield where or "report", node["skipped"]
-            return
-        for key, value in node.items():
-            yield from _skipped(value, f"{where}.{key}" if where else str(key))

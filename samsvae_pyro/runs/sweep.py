@@ -16,7 +16,7 @@ The config's ``sweep`` section::
 The reference of a run is the run whose settings equal its own with the ``reference`` values put in, so
 the difference is taken on the same split seed (the same held-out cells), as the paper reports it.
 
-Output directory: ``runs/<run name>/`` (one run directory each, see :mod:`.run`), ``runs.csv`` (one row
+Output directory: ``runs/<run name>/`` (one run directory each, see :mod:`.layout`), ``runs.csv`` (one row
 per run), ``summary.csv`` and ``summary.md`` (mean and sd per setting), ``sweep.yaml`` (the config and
 overrides used). A run whose directory already holds metrics for the same resolved config is reused,
 so an interrupted sweep continues where it stopped.
@@ -41,21 +41,33 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from samsvae_pyro.experiments.compare import (
+from samsvae_pyro.files import write_text
+from samsvae_pyro.runs.compare import (
     IWELBO,
     RELATIVE,
-    markdown_table,
+    comparison_markdown,
     order_columns,
-    read_metrics,
     relative_iwelbo,
     run_label,
     run_scores,
 )
-from samsvae_pyro.experiments.config import plain_config, resolve_config
-from samsvae_pyro.experiments.run import EXPERIMENT_FILE, METRICS, run_config
+from samsvae_pyro.runs.config import plain_config, resolve_config
+from samsvae_pyro.runs.experiment import read_run_config
+from samsvae_pyro.runs.layout import (
+    EXPERIMENT,
+    METRICS,
+    RUNS_DIR,
+    RUNS_TABLE,
+    SUMMARY_CSV,
+    SUMMARY_MD,
+    SWEEP_FILE,
+    read_metrics,
+    write_csv,
+)
+from samsvae_pyro.runs.render import mean_sd
+from samsvae_pyro.runs.train import run_config
 
 SWEEP_KEYS = ("grid", "replicates", "reference")
-RUNS_DIR = "runs"
 
 
 @dataclass
@@ -137,7 +149,7 @@ def run_sweep(config: Mapping[str, Any], out: str | Path, *, overrides: Mapping[
     Parameters
     ----------
     config
-        A raw config with a ``sweep`` section (:func:`~samsvae_pyro.experiments.config.load_config`).
+        A raw config with a ``sweep`` section (:func:`~samsvae_pyro.runs.config.load_config`).
     out
         Output directory (see the module docstring).
     overrides
@@ -161,21 +173,23 @@ def run_sweep(config: Mapping[str, Any], out: str | Path, *, overrides: Mapping[
     out = Path(out)
     todo = [run for run in runs if not _reusable(run, out / RUNS_DIR / run.name, overwrite=overwrite)]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.yaml").write_text(yaml.safe_dump(plain_config(
+    write_text(out / SWEEP_FILE, yaml.safe_dump(plain_config(
         {"config": dict(config), "overrides": dict(overrides or {}), "covering": covering}), sort_keys=False))
     status = {run.name: "reused" for run in runs if run not in todo}
     status |= _execute(todo, out / RUNS_DIR, jobs=jobs, threads=threads, progress=progress)
     frame = runs_table(runs, out / RUNS_DIR, status, config)
-    frame.to_csv(out / "runs.csv")
+    write_csv(frame, out / RUNS_TABLE)
     return frame, write_summary(frame, config, out)
 
 
 def _reusable(run: SweepRun, run_dir: Path, *, overwrite: bool) -> bool:
     """Whether ``run_dir`` already holds this run's results; an error if it holds another config's."""
-    stored = run_dir / EXPERIMENT_FILE
-    if not stored.is_file():
+    if not (run_dir / EXPERIMENT).is_file():
         return False
-    same = yaml.safe_load(stored.read_text()) == plain_config(run.config)
+    try:
+        same = read_run_config(run_dir) == plain_config(run.config)
+    except ValueError:  # a damaged experiment.yaml holds no run to reuse
+        same = False
     if not same and not overwrite:
         raise ValueError(f"{run_dir} holds a run of a different config; choose another output directory or "
                          "overwrite it (--overwrite).")
@@ -282,21 +296,15 @@ def write_summary(frame: pd.DataFrame, config: Mapping[str, Any], out: Path) -> 
     shown.columns = [_short(column) for column in shown.columns]
     for score in dict.fromkeys(c.rsplit(" ", 1)[0] for c in summary.columns if c.endswith((" mean", " sd"))):
         digits = 2 if score in (IWELBO, RELATIVE) else 3
-        shown[score] = [_mean_sd(m, s, digits) for m, s in zip(summary[f"{score} mean"], summary[f"{score} sd"])]
-    summary.to_csv(out / "summary.csv", index=False)
-    markdown = markdown_table(shown.set_index(shown.columns[0])) + _notes(frame, replicates, reference)
-    (out / "summary.md").write_text(markdown)
+        shown[score] = [mean_sd(m, s, digits) for m, s in zip(summary[f"{score} mean"], summary[f"{score} sd"])]
+    write_csv(summary, out / SUMMARY_CSV, index=False)
+    markdown = comparison_markdown(shown.set_index(shown.columns[0])) + _notes(frame, replicates, reference)
+    write_text(out / SUMMARY_MD, markdown)
     return summary
 
 
 def _short(key: str) -> str:
     return key.rsplit(".", 1)[-1]
-
-
-def _mean_sd(mean: float, sd: float, digits: int) -> str:
-    if not np.isfinite(mean):
-        return "–"
-    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if np.isfinite(sd) else "")
 
 
 def _notes(frame: pd.DataFrame, replicates: Sequence[str], reference: Mapping[str, Any]) -> str:

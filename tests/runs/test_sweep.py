@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samsvae_pyro.experiments import expand_grid, load_config, plan_sweep, relative_iwelbo, run_sweep
-from samsvae_pyro.experiments.sweep import SweepRun, runs_table, sweep_section, write_summary
-from tests.experiments.conftest import SMOKE
-from tests.experiments.test_config import DEMO
+from samsvae_pyro.runs import expand_grid, load_config, plan_sweep, relative_iwelbo, run_sweep
+from samsvae_pyro.runs.sweep import SweepRun, runs_table, sweep_section, write_summary
+from tests.runs.conftest import SMOKE
+from tests.runs.test_config import DEMO
 
 
 def test_grid_product_and_covering_subset():
