@@ -8,7 +8,7 @@ Experiments (each row of the output CSV is one model, or baseline, and seed; wal
   training-mean (= Systema's perturbed mean), additive and linear baselines. Scored on the held-out
   doubles: our ATE metrics (Pearson of the flattened ATE, per-condition delta Pearson, top-20 MSE),
   Systema's centred Pearson (``reference`` = the perturbed mean) and cell-eval's metrics (profile
-  "minimal"; the model's cells are counterfactual predictions from the training control cells, the
+  "minimal"; the model's cells are counterfactual predictions from the control cells, the
   baselines' are mean cells, see ``samsvae_pyro.evaluate.cell_eval``).
 * ``norman_random``: random 64/16/20 cell split; held-out IWELBO (test cells, nats per cell) and
   ATE metrics on all conditions for the four families; for the SAMS-VAE rows also the latent

@@ -128,7 +128,7 @@ def evaluate_run(
     cell_eval
         Also score the model and every baseline with Arc Institute's cell-eval (the optional extra
         ``[eval]``): section ``cell_eval`` of the JSON and a table of the Markdown. The model's cells are
-        counterfactual predictions from the training control cells, the baselines' are mean cells (see
+        counterfactual predictions from the control cells, the baselines' are mean cells (see
         :mod:`samsvae_pyro.evaluate.cell_eval`). An ImportError says how to install it.
     cell_eval_profile
         cell-eval's metric profile ("minimal" by default).

@@ -174,7 +174,7 @@ def _cell_eval_tables(report: Mapping[str, Any]) -> list[str]:
             lines.append("| " + " | ".join([label, str(scores["n_conditions"])] + cells) + " |")
         lines.append("")
     return lines + ["cell-eval's own metrics (means over conditions); the model's cells are counterfactual "
-                    "predictions from the training control cells, the baselines' are mean cells (control mean plus "
+                    "predictions from the control cells, the baselines' are mean cells (control mean plus "
                     "the predicted ATE); clipped: fraction of those means below zero, raised to zero (log-normalised "
                     "values cannot be negative), which moves the baseline's cell-eval scores away from ours.", ""]
 
