@@ -2,16 +2,23 @@
 
 Trains SAMS-VAE with each inference variant on simulations with a known mask, over several seeds,
 and prints one row per (simulation, variant): mask F1 at q > 0.5 (Hungarian-matched), AUROC, the
-fraction of entries estimated on vs truly on, held-out IWELBO (test cells), ATE Pearson against the
-simulation's true ATE (count simulation) or the data ATE (paper simulation, "mean" ATE), and wall time.
+fraction of entries estimated on vs truly on, the share of true latents the mask identifies
+(``identifiable``, the intersection criterion of ``evaluate.identifiable_latents``), the relative
+residuals of the true effects after the best rotation (``procrustes``) or linear map (``linear``) of the
+posterior-mean effects E_q[e * m], held-out IWELBO (test cells), ATE Pearson against the simulation's true
+ATE (count simulations) or the data ATE (paper simulations, "mean" ATE), and wall time.
 Every variant changes only guides, estimators, schedules or initialisation; the model is fixed.
 
 Simulations
 -----------
 * ``counts``: the CI-size count simulation (``simulate_counts`` defaults: K = 8, T = 12, 60 genes,
   200 cells per perturbation plus controls), NB likelihood.
-* ``paper``: the paper's simulation (spec section 6: K = 15, T = 100, G = 100, 500/100/100 cells per
+* ``paper``: the paper's simulation (docs/model.md, section 6: K = 15, T = 100, G = 100, 500/100/100 cells per
   perturbation, mask probability 2/15, effects +-5), Normal likelihood.
+* ``counts24`` (issue 11): the count simulation with T = 24 perturbations over K = 8 (density 0.25, every
+  latent identifiable for seeds 0-2), mask prior 0.25.
+* ``paper_doubles``, ``paper_small``: the paper simulation with 100 double perturbations added, or with
+  effects of 2 instead of 5 basal standard deviations.
 
 Usage
 -----
@@ -33,8 +40,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from samsvae_pyro import simulate_counts, simulate_paper
+
 # Each variant: model / guide options and training options on top of BASE (the paper's recipe,
-# spec sections 2-3: correlated guide, offset-aware encoder with the paper's parametrisation (no offset
+# docs/model.md, sections 2-3: correlated guide, offset-aware encoder with the paper's parametrisation (no offset
 # subtraction), straight-through masks at temperature 1, Trace_ELBO, 5 particles, lr 3e-4, no annealing).
 BASE = dict(guide="correlated", model={}, guide_kwargs=dict(subtract_offset=False),
             train=dict(lr=3e-4, n_particles=5, estimator="trace"))
@@ -70,6 +79,31 @@ VARIANTS: dict[str, dict] = {
     # own idea: dense start, then rotate the latent basis to varimax-sparse effects, then learn the mask
     "mf_varimax_start": dict(guide="mean_field", guide_kwargs=dict(mask_init_logit=6.0), train=dict(lr=3e-3),
                              align="0.3"),
+    # issue 11: the sparse-mask hooks (samsvae_pyro.infer.sparse_mask); "sparse" is train(inference="sparse")
+    "sparse": dict(train=dict(lr=3e-3, inference="sparse")),
+    "mf_sparse": dict(guide="mean_field", train=dict(lr=3e-3, inference="sparse")),
+    "sparse_so": dict(guide_kwargs=dict(subtract_offset=True), train=dict(lr=3e-3, inference="sparse")),
+    # the mean-field guide with a sharper relaxation late, or faster q(E) (compensating switched-off entries)
+    # (measured with q(E) at the trainer's lr 3e-3, before the recipe gave the mean-field q(E) a step size of 1e-2)
+    "mf_sparse_slow_embedding": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(embedding_lr=None))),
+    "mf_sparse_slow_embedding_temperature": dict(guide="mean_field", train=dict(
+        lr=3e-3, inference=dict(embedding_lr=None), schedules={"mask_temperature": (1.0, 0.3, "half")})),
+    "mf_sparse_temperature": dict(guide="mean_field", train=dict(
+        lr=3e-3, inference="sparse", schedules={"mask_temperature": (1.0, 0.3, "half")})),
+    # the parts: the constraint alone; teleports with other logit resets; threshold-freeze-refit at 80%
+    "constraint": dict(train=dict(lr=3e-3, inference=dict(teleport=()))),
+    "mf_constraint": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(teleport=(), embedding_lr=None))),
+    "sparse_freeze": dict(train=dict(lr=3e-3, inference=dict(freeze=0.8))),
+    "mf_sparse_freeze": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(freeze=0.8, embedding_lr=None))),
+    "sparse_so_freeze": dict(guide_kwargs=dict(subtract_offset=True), train=dict(lr=3e-3, inference=dict(freeze=0.8))),
+    "mf_sparse_so_freeze": dict(guide="mean_field", guide_kwargs=dict(subtract_offset=True),
+                                train=dict(lr=3e-3, inference=dict(freeze=0.8, embedding_lr=None))),
+    "teleport_snr": dict(train=dict(lr=3e-3, inference=dict(reset="snr", freeze=0.8))),
+    "teleport_rank": dict(train=dict(lr=3e-3, inference=dict(reset="rank", freeze=0.8))),
+    "mf_teleport_snr": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(reset="snr", freeze=0.8,
+                                                                                 embedding_lr=None))),
+    "mf_teleport_rank": dict(guide="mean_field", train=dict(lr=3e-3, inference=dict(reset="rank", freeze=0.8,
+                                                                                  embedding_lr=None))),
 }
 
 SIMULATIONS = {
@@ -78,14 +112,25 @@ SIMULATIONS = {
     "paper": dict(n_latent=15, likelihood="normal", method="mean", n_hidden=128, batch_size=512,
                   mask_prior_prob=2 / 15),
 }
+# issue 11: an identifiable count simulation (T = 24 over K = 8 at density 0.25) and the paper simulation with
+# 100 double perturbations added or with effects of 2 instead of 5 basal standard deviations
+SIMULATIONS |= {
+    "counts24": dict(SIMULATIONS["counts"], mask_prior_prob=0.25),
+    "paper_doubles": SIMULATIONS["paper"],
+    "paper_small": SIMULATIONS["paper"],
+}
+GENERATORS = {
+    "counts": lambda seed: simulate_counts(seed=seed),
+    "counts24": lambda seed: simulate_counts(n_perturbations=24, seed=seed),
+    "paper": lambda seed: simulate_paper(seed=seed),
+    "paper_doubles": lambda seed: simulate_paper(n_double=100, seed=seed),
+    "paper_small": lambda seed: simulate_paper(effect_mean=2.0, seed=seed),
+}
 
 
 def simulate(sim: str, seed: int):
-    from samsvae_pyro import simulate_counts, simulate_paper
-
-    adata = simulate_counts(seed=seed) if sim == "counts" else simulate_paper(seed=seed)
-    label = "non-targeting" if sim == "counts" else "control"
-    return adata, label
+    adata = GENERATORS[sim](seed)
+    return adata, "non-targeting" if sim.startswith("counts") else "control"
 
 
 def resolve(variant: str, steps: int) -> dict:
@@ -101,13 +146,14 @@ def resolve(variant: str, steps: int) -> dict:
 
 def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int) -> dict:
     from samsvae_pyro import SAMSVAE
-    from samsvae_pyro.evaluate import mask_recovery
+    from samsvae_pyro.evaluate import effect_residuals, identifiable_latents, mask_recovery
     from samsvae_pyro.evaluate.ate import data_ate
     from samsvae_pyro.evaluate.metrics import pearson
 
     adata, control = simulate(sim, seed)
     size, recipe = SIMULATIONS[sim], resolve(variant, steps)
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label=control, split_key="split")
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label=control, split_key="split",
+                          count_data=size["likelihood"] != "normal")
     guide_kwargs = dict(recipe["guide_kwargs"])
     if recipe["guide"] == "correlated":
         guide_kwargs = {"embedding_hidden": size["n_hidden"], **guide_kwargs}
@@ -125,6 +171,8 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
     q = model.mask_probabilities()
     true_mask = pd.DataFrame(np.asarray(truth["mask"]), index=list(truth["perturbations"]))
     scores = mask_recovery(true_mask, q)
+    effects, _ = model.posterior_effects()
+    residuals = effect_residuals(effects.loc[true_mask.index], true_mask * np.asarray(truth["embedding"]))
     if "true_ate" in truth:
         conditions, reference = list(truth["true_ate_conditions"]), np.asarray(truth["true_ate"])
     else:
@@ -133,6 +181,8 @@ def run_one(sim: str, variant: str, seed: int, steps: int, iwelbo_particles: int
     ate = model.model_ate(conditions, method=size["method"], n_global_draws=20, samples_per_draw=20)
     return dict(sim=sim, variant=variant, seed=seed, steps=steps, f1=scores["f1"], auroc=scores["auroc"],
                 fraction_on=scores["fraction_on"], fraction_true=scores["fraction_true"],
+                identifiable=float(identifiable_latents(true_mask).mean()), procrustes=residuals["procrustes"],
+                linear=residuals["linear"],
                 iwelbo=float(model.iwelbo(split="test", n_particles=iwelbo_particles).mean()),
                 ate_pearson=pearson(np.asarray(ate.X), reference), seconds=seconds)
 
@@ -165,24 +215,20 @@ class VarimaxStart:
     def __call__(self, trainer) -> None:
         if trainer.step != self.steps:
             return
-        guide, decoder, K = self.model.guide, self.model.model.decoder, self.model.model.n_latent
-        R = varimax(guide.E_loc.detach().clone())
-        decoder.inputs[0].weight.copy_(decoder.inputs[0].weight @ R)
-        net = guide.encoder.net
-        net.output.weight[:K].copy_(R.T @ net.output.weight[:K])
-        net.output.bias[:K].copy_(net.output.bias[:K] @ R)
-        if len(net.inputs) > 1:
-            net.inputs[1].weight.copy_(net.inputs[1].weight @ R)
-        guide.E_loc.copy_(guide.E_loc @ R)
-        guide.E_log_scale.copy_(0.5 * torch.log(torch.exp(2 * guide.E_log_scale) @ R**2))
+        from samsvae_pyro.infer.rotation import rotate_latent_space
+
+        guide = self.model.guide
+        rotate_latent_space(self.model.model, guide, varimax(guide.E_loc.detach().clone()))
         guide.mask.logits.copy_((4 * (guide.E_loc.abs() - 1.0)).clamp(-4, 4))
         guide.mask.logits.requires_grad_(True)
         trainer.optimizer.state.clear()  # moments of the old basis
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    metrics = ["f1", "auroc", "fraction_on", "fraction_true", "iwelbo", "ate_pearson", "seconds"]
-    grouped = rows.groupby(["sim", "variant"], sort=False)[metrics]
+    metrics = ["f1", "auroc", "fraction_on", "fraction_true", "identifiable", "procrustes", "linear", "iwelbo",
+               "ate_pearson", "seconds"]
+    metrics = [m for m in metrics if m in rows]  # rows from before issue 11 lack the residual columns
+    grouped = rows.groupby(["sim", "variant", "steps"], sort=False)[metrics]
     mean, sd = grouped.mean(), grouped.std().fillna(0.0)
     table = mean.round(3).astype(str) + " +- " + sd.round(3).astype(str)
     table["seeds"] = grouped.size()
@@ -218,7 +264,8 @@ def main() -> None:
                 continue
             row = run_one(args.sim, variant, seed, args.steps, args.iwelbo_particles)
             print(", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-            pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
+            done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)  # new columns join the old rows
+            done.to_csv(out, index=False)
     rows = pd.read_csv(out)
     rows = rows[(rows["sim"] == args.sim) & rows["variant"].isin(args.variants) & (rows["steps"] == args.steps)]
     print(summarise(rows).to_string())

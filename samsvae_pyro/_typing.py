@@ -16,9 +16,10 @@ H     hidden units of an MLP
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: the command line reads the choices without loading torch
+    from torch import Tensor
 
 Likelihood = Literal["nb", "poisson", "normal"]
 SAMSGuideName = Literal["correlated", "mean_field"]  # the guides of SAMS-VAE (and CPA-VAE)
@@ -33,6 +34,8 @@ DatasetName = Literal["norman", "replogle"]
 IwelboKind = Literal["predictive", "joint"]
 LatentKind = Literal["basal", "perturbed"]
 PredictMode = Literal["generative", "counterfactual"]
+SplitName = Literal["train", "val", "test", "excluded"]  # data.splits.SPLITS
+CheckMode = Literal["in_sample", "generative"]  # posterior predictive checks: z_basal from the encoder or the prior
 SimilarityMetric = Literal["cosine", "correlation"]
 SimilaritySource = Literal["effects", "mask"]
 

@@ -1,4 +1,4 @@
-"""The ``samsvae`` command line: demo, simulate, download, train, evaluate, predict, interpret.
+"""The ``samsvae`` command line: demo, simulate, download, train, evaluate, predict, interpret, check.
 
 Run ``samsvae <command> --help`` for the options of each command. A user mistake (a missing file,
 an obs column that does not exist, a perturbation unknown to the model...) ends with one line
@@ -12,12 +12,14 @@ combination of a config's listed values and aggregates them, ``compare`` tables 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, get_args
 
 from samsvae_pyro._typing import (
+    CheckMode,
     DatasetName,
     Encoding,
     EstimatorName,
@@ -26,19 +28,59 @@ from samsvae_pyro._typing import (
     SAMSGuideName,
     SimilarityMetric,
     SimilaritySource,
+    SplitName,
 )
-from samsvae_pyro.runs.render import evaluation_summary, interpretation_summary
+from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS, N_HIDDEN, N_LATENT
+from samsvae_pyro.files import check_writable
+
+CHECK_SPLITS = tuple(split for split in get_args(SplitName) if split != "excluded")  # plus "all"
 
 DEMO_DIR = "samsvae_demo"
 RUN_DIR = "samsvae_run"
-TRAIN_STEPS = 2000
+THREADS = 1  # samsvae_pyro.device.DEFAULT_THREADS, without importing torch for --help
+
+
+def _render():
+    """The printed summaries (:mod:`samsvae_pyro.runs.render`), imported when a command prints one."""
+    from samsvae_pyro.runs import render
+
+    return render
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Every option's help line ends with its default, unless it already names it (or it is a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and action.default is not None and action.default is not False
+                and action.default is not argparse.SUPPRESS and "default" not in text and action.nargs != 0):
+            text += f" (default: {action.default})"
+        return text
 
 
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line: ``error: ... (see `samsvae x --help`)``."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=_Formatter, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+    def unknown_options(self, extra: list[str]) -> None:
+        """Refuse arguments this (sub)command does not take, suggesting the closest option of its own."""
+        options = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        hints = []
+        for word in (w for w in extra if w.startswith("-")):
+            guess = "--" + word.lstrip("-").split("=")[0].replace("_", "-")
+            close = difflib.get_close_matches(guess, options, n=1, cutoff=0.6)
+            if close:
+                hints.append((word.split("=")[0], close[0]))
+        if len(hints) == 1:
+            suggestion = f"; did you mean {hints[0][1]}?"
+        else:
+            suggestion = "".join(f"; {wrong}: did you mean {right}?" for wrong, right in hints)
+        self.error(f"unrecognized arguments: {' '.join(extra)}{suggestion}")
 
 
 # ---------------------------------------------------------------- commands: each calls into samsvae_pyro.runs
@@ -46,15 +88,13 @@ class _Parser(argparse.ArgumentParser):
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate, train briefly, evaluate and save into one directory; print the headline numbers."""
-    import torch
-
     from samsvae_pyro.runs import run_demo
 
-    torch.set_num_threads(args.threads)
+    out = check_writable(args.out, directory=True)
     start = time.perf_counter()
-    report = run_demo(args.out, steps=args.steps, seed=args.seed, small=args.small, progress=not args.quiet,
-                      log=print)
-    _print_lines(evaluation_summary(report, Path(args.out)))
+    report = run_demo(out, steps=args.steps, seed=args.seed, small=args.small, progress=not args.quiet,
+                      threads=args.threads, log=print)
+    _print_lines(_render().evaluation_summary(report, Path(args.out)))
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -64,14 +104,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from samsvae_pyro.runs.layout import write_h5ad
 
     out = _new_file(args.out, ".h5ad", overwrite=args.overwrite)
+    if args.n_double and args.kind != "counts":
+        raise ValueError("--n-double applies to --kind counts only; the paper simulation has single perturbations.")
     if args.kind == "counts":
         adata = simulate_counts(n_perturbations=args.n_perturbations or 12, n_double=args.n_double,
                                 cells_per_perturbation=args.cells_per_perturbation or 200, n_groups=args.n_groups,
                                 seed=args.seed)
         keys = "--perturbation-key perturbation --control-label non-targeting --split-key split"
     else:
-        if args.n_double:
-            raise ValueError("--n-double applies to --kind counts only; the paper simulation has single perturbations.")
         cells = args.cells_per_perturbation or 700
         adata = simulate_paper(n_perturbations=args.n_perturbations or 100, seed=args.seed, n_groups=args.n_groups,
                                cells_per_perturbation=(round(cells * 5 / 7), round(cells / 7), round(cells / 7)))
@@ -94,8 +134,6 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
     from samsvae_pyro.runs.experiment import read_h5ad
     from samsvae_pyro.runs.train import check_run_dir, train_anndata
 
@@ -105,32 +143,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give --adata (an .h5ad file of counts) or --config (an experiment YAML file, see configs/).")
     if args.set:
         raise ValueError("--set applies to --config runs only; without a config use the flags (see --help).")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = check_run_dir(args.out or RUN_DIR, overwrite=args.overwrite)
+    out = check_writable(check_run_dir(args.out or RUN_DIR, overwrite=args.overwrite), directory=True)
     adata = read_h5ad(args.adata)
     _check_columns(adata, args)
     setup = dict(perturbation_key=args.perturbation_key, control_label=args.control_label, layer=args.layer,
                  split_key=args.split_key, delimiter=args.delimiter, dosage_columns=args.dosage_columns,
-                 control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed)
+                 control_pattern=args.control_pattern, encoding=args.encoding, split_seed=args.seed,
+                 count_data=args.likelihood != "normal")
     model = dict(n_latent=args.n_latent, guide=args.guide, likelihood=args.likelihood,
                  mask_prior_prob=args.mask_prior_prob, n_hidden=args.n_hidden, n_layers=args.n_layers,
-                 device=args.device, seed=args.seed)
-    train = dict(max_steps=args.steps or TRAIN_STEPS, batch_size=args.batch_size, lr=args.lr,
+                 device=args.device, seed=args.seed, threads=args.threads)
+    train = dict(max_steps=args.steps or MAX_STEPS, batch_size=args.batch_size, lr=args.lr,
                  n_particles=args.n_particles, estimator=args.estimator, val_every=args.val_every, seed=args.seed,
                  progress=not args.quiet)
     evaluate = None if args.no_evaluate else dict(n_particles=args.eval_particles, seed=args.seed)
     report = train_anndata(adata, out, setup=setup, model=model, train=train, evaluate=evaluate, log=print)
     if report:
-        _print_lines(evaluation_summary(report, out))
+        _print_lines(_render().evaluation_summary(report, out))
     return 0
 
 
 def _train_config(args: argparse.Namespace) -> int:
     """``samsvae train --config FILE``: one run of an experiment config (train, save, evaluate the best checkpoint)."""
-    import torch
-
     from samsvae_pyro.runs import load_config, resolve_config, run_config
+    from samsvae_pyro.runs.layout import EXPERIMENT
 
     given = [name for name, default in args.flag_defaults.items() if getattr(args, name) != default]
     if given:
@@ -139,15 +175,14 @@ def _train_config(args: argparse.Namespace) -> int:
                          "--set model.n_latent=20 or --set train.seed=1.")
     config = resolve_config(load_config(args.config), _overrides(args))
     out = Path(args.out or Path("runs") / f"{config['name'] or Path(args.config).stem}-{config['variant'] or 'run'}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_writable(out, directory=True)
     print(f"training {config['model']['class']} ({config['guide']['name']} guide), variant {config['variant']} of "
           f"{args.config}, for {config['train']['max_steps']} steps into {out}")
     report = run_config(config, out, overwrite=args.overwrite, progress=not args.quiet, evaluate=not args.no_evaluate,
-                        log=print)
-    print(f"saved the model and the resolved config (experiment.yaml) in {out}")
+                        threads=args.threads, log=print)
+    print(f"resolved config (every default written out): {out / EXPERIMENT}")
     if report:
-        _print_lines(evaluation_summary(report, out))
+        _print_lines(_render().evaluation_summary(report, out))
     return 0
 
 
@@ -165,12 +200,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from samsvae_pyro.runs import evaluate_run, open_run
     from samsvae_pyro.runs.layout import TRUTH_KEY
 
+    out = check_writable(args.out or args.run_dir, directory=True)
     model, adata = open_run(args.run_dir, args.adata, device=args.device)
-    out = Path(args.out) if args.out else Path(args.run_dir)
+    model.threads = args.threads
     report = evaluate_run(model, out, truth=adata.uns.get(TRUTH_KEY), n_particles=args.n_particles,
                           ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
                           plots=not args.no_plots, cell_eval=args.cell_eval, seed=args.seed)
-    _print_lines(evaluation_summary(report, out))
+    _print_lines(_render().evaluation_summary(report, out))
     return 0
 
 
@@ -180,7 +216,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from samsvae_pyro.runs.layout import RUNS_DIR, RUNS_TABLE, SUMMARY_CSV, SUMMARY_MD
 
     config = load_config(args.config)
-    out = Path(args.out or Path("runs") / str(config.get("name") or Path(args.config).stem))
+    out = check_writable(args.out or Path("runs") / str(config.get("name") or Path(args.config).stem), directory=True)
     runs, _ = run_sweep(config, out, overrides=_overrides(args), jobs=args.jobs, covering=args.covering,
                         overwrite=args.overwrite, threads=args.threads, progress=not args.quiet)
     print((out / SUMMARY_MD).read_text())
@@ -197,6 +233,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from samsvae_pyro.runs import comparison_table, write_table
     from samsvae_pyro.runs.compare import comparison_markdown
 
+    check_writable(args.out, directory=False)
     table = comparison_table(args.run_dirs, reference=args.reference)
     reference = Path(args.reference or args.run_dirs[0]).name
     text = (comparison_markdown(table) + f"\nIWELBO: held-out predictive IWELBO, nats per cell; relative IWELBO: "
@@ -215,13 +252,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.source and args.mode != "counterfactual":
         raise ValueError("--source applies to --mode counterfactual only.")
-    out = Path(args.out or Path(args.run_dir) / PREDICTIONS)
-    if out.suffix != ".h5ad":
-        raise ValueError(f"{out} should end in .h5ad.")
+    out = _new_file(args.out or Path(args.run_dir) / PREDICTIONS, ".h5ad", overwrite=args.overwrite)
     model, _ = open_run(args.run_dir, args.adata, device=args.device)
+    model.threads = args.threads
     source = read_h5ad(args.source) if args.source else None
-    prediction = model.predict(list(args.perturbations), mode=args.mode, source=source, n_cells=args.n_cells,
-                               seed=args.seed)
+    try:
+        prediction = model.predict(list(args.perturbations), mode=args.mode, source=source, n_cells=args.n_cells,
+                                   seed=args.seed)
+    except ValueError as error:
+        if source is not None and str(error).startswith("source"):
+            raise ValueError(f"--source {args.source}: {error}") from error
+        raise
     write_h5ad(prediction, out)
     counts = prediction.obs["perturbation"].value_counts()
     print(f"wrote {out}: {prediction.n_obs} predicted cells x {prediction.n_vars} genes ({args.mode}; "
@@ -238,16 +279,42 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     if args.groups and args.pathways:
         raise ValueError("give either --groups FILE or --pathways, not both.")
     groups = read_groups(args.groups) if args.groups else None
+    out = check_writable(args.out or args.run_dir, directory=True)
     model, adata = open_run(args.run_dir, args.adata, device=args.device)
+    model.threads = args.threads
     target_key = None if args.target_key.lower() == "none" else args.target_key
     groups = choose_groups(model, adata, groups=groups, pathways=args.pathways, target_key=target_key, log=print)
-    out = Path(args.out) if args.out else Path(args.run_dir)
     report = interpret_run(model, out, groups=groups, source=args.source, metric=args.metric,
                            n_clusters=args.n_clusters, n_permutations=args.n_permutations, n_samples=args.n_samples,
                            n_basal=args.n_basal, top_n=args.top_n, plots=not args.no_plots, seed=args.seed,
                            log=lambda line: print(line, flush=True))
-    _print_lines(interpretation_summary(report, out))
+    _print_lines(_render().interpretation_summary(report, out))
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Posterior predictive checks of a run (and of --compare runs on the same cells), written to its directory."""
+    from samsvae_pyro.runs import check_runs, open_run
+
+    run_dirs = [args.run_dir, *args.compare]
+    names = _run_names(run_dirs)
+    out = check_writable(args.out or args.run_dir, directory=True)
+    models = {name: open_run(run_dir, args.adata, device=args.device)[0] for name, run_dir in zip(names, run_dirs)}
+    for model in models.values():
+        model.threads = args.threads
+    split = None if args.split == "all" else args.split
+    report = check_runs(models, out, split=split, n_samples=args.n_samples, modes=args.modes,
+                        plots=not args.no_plots, seed=args.seed, log=lambda line: print(line, flush=True))
+    _print_lines(_render().check_summary(report, out))
+    return 0
+
+
+def _run_names(run_dirs: list[str]) -> list[str]:
+    """Each run's directory name, or its whole path where two names would clash."""
+    names = [Path(run_dir).resolve().name for run_dir in run_dirs]
+    if len(set(map(str, map(Path, run_dirs)))) < len(run_dirs):
+        raise ValueError("the same run directory is given twice; list each run once.")
+    return names if len(set(names)) == len(names) else [str(run_dir) for run_dir in run_dirs]
 
 
 # ---------------------------------------------------------------- helpers
@@ -266,13 +333,13 @@ def _check_columns(adata, args: argparse.Namespace) -> None:
 
 
 def _new_file(path: str | Path, suffix: str, *, overwrite: bool) -> Path:
+    """An output file: the right suffix, not replacing a file without --overwrite, in a writable folder."""
     path = Path(path)
     if path.suffix != suffix:
         raise ValueError(f"{path} should end in {suffix}.")
     if path.exists() and not overwrite:
         raise ValueError(f"{path} already exists; choose another path or pass --overwrite.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return check_writable(path, directory=False)
 
 
 def _print_lines(lines: list[str]) -> None:
@@ -286,6 +353,7 @@ def _print_lines(lines: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="samsvae", description="SAMS-VAE (Sparse Additive Mechanism Shift VAE) in Pyro.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    parser.set_defaults(commands=commands.choices)
     _demo_parser(commands)
     _simulate_parser(commands)
     _download_parser(commands)
@@ -295,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _compare_parser(commands)
     _predict_parser(commands)
     _interpret_parser(commands)
+    _check_parser(commands)
     return parser
 
 
@@ -308,10 +377,9 @@ def _demo_parser(commands) -> None:
     sub = _command(commands, "demo", cmd_demo, "Simulate a count screen, train SAMS-VAE briefly, evaluate, "
                    "and write a report (a few minutes on 2 CPU cores).")
     sub.add_argument("--out", default=DEMO_DIR, help=f"report and model directory (default ./{DEMO_DIR})")
-    sub.add_argument("--steps", type=_positive, default=1500, help="training steps (default 1500)")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the simulation and training (default 0)")
-    sub.add_argument("--threads", type=_positive, default=1,
-                     help="torch CPU threads (default 1: faster than more for this tiny model)")
+    sub.add_argument("--steps", type=_positive, default=MAX_STEPS, help="training steps")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the simulation and training")
+    _threads_argument(sub)
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_argument("--small", action="store_true", help=argparse.SUPPRESS)  # tiny data, for the tests
 
@@ -322,7 +390,7 @@ def _simulate_parser(commands) -> None:
     sub.add_argument("--kind", choices=("counts", "paper"), default="counts",
                      help="counts: negative binomial counts with controls (default); "
                           "paper: the paper's continuous mask-recovery simulation")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--seed", type=int, default=0, help="seed of the simulation")
     sub.add_argument("--n-perturbations", type=_positive, default=None,
                      help="perturbations (default 12 for counts, 100 for paper)")
     sub.add_argument("--cells-per-perturbation", type=_positive, default=None,
@@ -357,30 +425,34 @@ def _train_parser(commands) -> None:
     data.add_argument("--control-pattern", default=None, help="any label containing this is a control")
     data.add_argument("--dosage-columns", default=None, help="prefix of 0/1 obs columns, e.g. 'guide_'")
     data.add_argument("--delimiter", default="+", help="separator of combination members (default '+')")
-    data.add_argument("--layer", default=None, help="layer holding the counts (default X)")
+    data.add_argument("--layer", default=None, help="layer holding the raw counts (default: X)")
     data.add_argument("--split-key", default=None,
                       help="obs column with train/val/test/excluded (default: random 64/16/20 split)")
-    data.add_argument("--encoding", choices=get_args(Encoding), default="sum")
-    model = sub.add_argument_group("model")
-    model.add_argument("--n-latent", type=_positive, default=10)
-    model.add_argument("--n-hidden", type=_positive, default=400)
-    model.add_argument("--n-layers", type=_positive, default=1)
-    model.add_argument("--guide", choices=get_args(SAMSGuideName), default="correlated")
-    model.add_argument("--likelihood", choices=get_args(Likelihood), default="nb")
-    model.add_argument("--mask-prior-prob", type=float, default=0.01)
+    data.add_argument("--encoding", choices=get_args(Encoding), default="sum",
+                      help="sum: a combination is the sum of its members (unseen pairs can be predicted); "
+                           "unique: one column per observed combination")
+    model = sub.add_argument_group("model (defaults for a first run on a small screen: README, \"Defaults\")")
+    model.add_argument("--n-latent", type=_positive, default=N_LATENT, help="latent dimensions")
+    model.add_argument("--n-hidden", type=_positive, default=N_HIDDEN, help="hidden units of decoder and encoders")
+    model.add_argument("--n-layers", type=_positive, default=1, help="hidden layers of decoder and encoders")
+    model.add_argument("--guide", choices=get_args(SAMSGuideName), default="correlated", help="variational family")
+    model.add_argument("--likelihood", choices=get_args(Likelihood), default="nb",
+                       help="nb or poisson for raw counts; normal for continuous values")
+    model.add_argument("--mask-prior-prob", type=float, default=None,
+                       help="prior probability of a mask entry (default: 1 / --n-latent)")
     fit = sub.add_argument_group("training")
     fit.add_argument("--out", default=None,
                      help=f"run directory (default ./{RUN_DIR}; with --config ./runs/NAME-VARIANT)")
     fit.add_argument("--steps", type=_positive, default=None,
-                     help=f"training steps (default {TRAIN_STEPS}; with --config the config's train.max_steps)")
-    fit.add_argument("--batch-size", type=_positive, default=512)
-    fit.add_argument("--lr", type=float, default=3e-4)
-    fit.add_argument("--n-particles", type=_positive, default=5)
-    fit.add_argument("--estimator", choices=get_args(EstimatorName), default="trace")
-    fit.add_argument("--val-every", type=_positive, default=500)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    fit.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+                     help=f"training steps (default {MAX_STEPS}; with --config the config's train.max_steps)")
+    fit.add_argument("--batch-size", type=_positive, default=BATCH_SIZE, help="cells per step")
+    fit.add_argument("--lr", type=float, default=LR, help="Adam learning rate")
+    fit.add_argument("--n-particles", type=_positive, default=5, help="latent samples per cell and step")
+    fit.add_argument("--estimator", choices=get_args(EstimatorName), default="trace", help="ELBO estimator")
+    fit.add_argument("--val-every", type=_positive, default=500, help="steps between validation passes")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and training")
+    fit.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    _threads_argument(fit)
     fit.add_argument("--eval-particles", type=_positive, default=100, help="IWELBO particles (default 100)")
     fit.add_argument("--no-evaluate", action="store_true", help="train and save only")
     fit.add_argument("--overwrite", action="store_true", help="replace a model already saved in --out")
@@ -399,11 +471,18 @@ def _evaluate_parser(commands) -> None:
     sub.add_argument("--n-particles", type=_positive, default=100, help="IWELBO particles (default 100)")
     sub.add_argument("--ate-draws", type=_positive, default=50, help="posterior draws of the model ATE (default 50)")
     sub.add_argument("--ate-samples-per-draw", type=_positive, default=50, help="samples per draw (default 50)")
-    sub.add_argument("--no-plots", action="store_true")
+    sub.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     sub.add_argument("--cell-eval", action="store_true",
                      help="also score the model and baselines with cell-eval (pip install \"samsvae-pyro[eval]\")")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the IWELBO and model ATE sampling")
+    sub.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    _threads_argument(sub)
+
+
+def _threads_argument(sub) -> None:
+    sub.add_argument("--threads", type=_positive, default=THREADS,
+                     help="torch CPU threads; more than 1 helps only large models on an otherwise idle machine "
+                          "(README, \"Speed and threads\")")
 
 
 def _saved_run_arguments(sub: argparse.ArgumentParser) -> None:
@@ -411,6 +490,32 @@ def _saved_run_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
     sub.add_argument("--adata", default=None,
                      help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
+
+
+def _check_parser(commands) -> None:
+    sub = _command(commands, "check", cmd_check, "Posterior predictive checks of a saved run: replicate its cells "
+                   "from the model and compare statistics per gene, cell and condition (and with --compare, other "
+                   "runs side by side on the same cells).")
+    _saved_run_arguments(sub)
+    sub.add_argument("--compare", nargs="+", default=[], metavar="RUN_DIR",
+                     help="more run directories trained on the same cells, checked side by side")
+    sub.add_argument("--out", default=None, help="report directory (default: the run directory)")
+    sub.add_argument("--split", choices=[*CHECK_SPLITS, "all"], default="test",
+                     help="cells to check (default test; all: every cell)")
+    sub.add_argument("--n-samples", type=_at_least_two, default=20, help="replicated data sets (default 20)")
+    sub.add_argument("--modes", nargs="+", choices=get_args(CheckMode), default=list(get_args(CheckMode)),
+                     help="z_basal from the encoder (in_sample) and/or the prior (generative); default both")
+    sub.add_argument("--no-plots", action="store_true", help="write the tables only")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the replicated data")
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _threads_argument(sub)
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 replicates, got {text!r}")
+    return value
 
 
 def _sweep_parser(commands) -> None:
@@ -425,7 +530,7 @@ def _sweep_parser(commands) -> None:
     sub.add_argument("--covering", action="store_true",
                      help="only as many runs as the longest value list, every value at least once (a quick check)")
     sub.add_argument("--overwrite", action="store_true", help="replace run directories that hold another config")
-    sub.add_argument("--threads", type=_positive, default=None, help="torch CPU threads per run (default: torch's)")
+    sub.add_argument("--threads", type=_positive, default=THREADS, help="torch CPU threads per run")
     sub.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -447,11 +552,15 @@ def _predict_parser(commands) -> None:
     sub.add_argument("--mode", choices=get_args(PredictMode), default="generative",
                      help="generative: z_basal from the prior; counterfactual: inferred from source cells "
                           "(default: the training controls) then shifted")
-    sub.add_argument("--source", default=None, help="counterfactual source cells (.h5ad, same genes)")
+    sub.add_argument("--source", default=None,
+                     help="counterfactual source cells (.h5ad): the training genes, the counts in the same layer "
+                          "and each cell's own condition in the same obs column (e.g. the control label)")
     sub.add_argument("--n-cells", type=_positive, default=100, help="cells per perturbation (generative)")
-    sub.add_argument("--out", default=None, help="output .h5ad (default RUN_DIR/predictions.h5ad)")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sub.add_argument("--out", default=None, help="output .h5ad (default: RUN_DIR/predictions.h5ad)")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    sub.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    _threads_argument(sub)
 
 
 def _interpret_parser(commands) -> None:
@@ -468,7 +577,7 @@ def _interpret_parser(commands) -> None:
                                "'none': perturbation names are the genes)")
     sub.add_argument("--source", choices=get_args(SimilaritySource), default="effects",
                      help="compare posterior mean effects E * M (default) or mask probabilities q(m = 1)")
-    sub.add_argument("--metric", choices=get_args(SimilarityMetric), default="cosine")
+    sub.add_argument("--metric", choices=get_args(SimilarityMetric), default="cosine", help="similarity measure")
     sub.add_argument("--n-clusters", type=_positive, default=None,
                      help="clusters (default: the number of groups, else a cut at average similarity 0.5)")
     sub.add_argument("--n-permutations", type=_positive, default=1000, help="permutations of the null (default 1000)")
@@ -478,9 +587,10 @@ def _interpret_parser(commands) -> None:
     sub.add_argument("--top-n", type=_positive, default=10,
                      help="perturbations (and 2x genes) listed per latent dim (default 10)")
     sub.add_argument("--out", default=None, help="output directory (default: the run directory)")
-    sub.add_argument("--no-plots", action="store_true")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sub.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the posterior draws and permutations")
+    sub.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    _threads_argument(sub)
 
 
 def _positive(text: str) -> int:
@@ -502,7 +612,9 @@ def _non_negative(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``samsvae`` command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        args.commands[args.command].unknown_options(extra)
     from samsvae_pyro.data.datasets import DownloadError
     from samsvae_pyro.infer import TrainingDivergedError
 
@@ -510,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:
         return _fail(error, 2)
-    except (DownloadError, TrainingDivergedError) as error:
+    except (DownloadError, TrainingDivergedError, OSError) as error:  # OSError: e.g. a disk filled up meanwhile
         return _fail(error, 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

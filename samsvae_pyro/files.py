@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -105,3 +106,29 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_writable(path: str | os.PathLike, *, directory: bool) -> Path:
+    """``path`` once it is known that an output can be written there, before any work is done.
+
+    ``directory=True``: ``path`` is an output directory; otherwise a file. Nothing is created: the nearest
+    existing folder on the way must be a directory in which a probe file can be created (and is removed
+    again), so read-only places and paths under a file are found now rather than after training.
+    ValueError naming the path and the reason otherwise.
+    """
+    path = Path(path)
+    if directory is False and path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file name (--out).")
+    existing = path if directory else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write to {path}: {existing} is a file, not a folder; choose another output "
+                         "path (--out).")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".samsvae-write-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to {path}: {error.strerror or error} in {existing}; choose another "
+                         "output path (--out).") from error
+    return path

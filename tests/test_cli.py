@@ -7,6 +7,7 @@ package import (several seconds) once per case.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ COMMANDS = {
     "evaluate": "--n-particles",
     "predict": "--perturbations",
     "interpret": "--groups",
+    "check": "--compare",
 }
 SIM_KEYS = ["--perturbation-key", "perturbation", "--control-label", "non-targeting", "--split-key", "split"]
 TINY_MODEL = ["--n-latent", "3", "--n-hidden", "16", "--batch-size", "128", "--threads", "1", "--quiet"]
@@ -302,3 +304,75 @@ def test_sweep_with_an_unknown_key_is_a_one_line_error(tmp_path):
 def test_compare_a_directory_without_metrics_is_a_one_line_error(tmp_path):
     result = run_cli("compare", tmp_path, "--out", tmp_path / "table.md")
     assert_user_error(result.returncode, result.stderr, "has no metrics.json", "samsvae evaluate")
+
+
+# ---------------------------------------------------------------- issue 17: a newcomer's first hour
+
+
+def test_every_option_shows_its_default_and_train_defaults_are_the_apis():
+    import inspect
+
+    from samsvae_pyro import SAMSVAE
+    from samsvae_pyro.cli import build_parser
+    from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS
+
+    parser = build_parser()
+    commands = parser._defaults["commands"]
+    for name, sub in commands.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if action.option_strings and action.default not in (None, False) and action.nargs != 0 \
+                    and action.default is not argparse.SUPPRESS:
+                assert "default" in formatter._get_help_string(action), (name, action.option_strings)
+    train = commands["train"]
+    model = inspect.signature(SAMSVAE).parameters
+    fit = inspect.signature(SAMSVAE.train).parameters
+    assert train.get_default("n_latent") == model["n_latent"].default
+    assert train.get_default("n_hidden") == model["n_hidden"].default
+    assert train.get_default("mask_prior_prob") is None is model["mask_prior_prob"].default  # 1 / n_latent
+    assert (train.get_default("lr"), train.get_default("batch_size")) == (fit["lr"].default, fit["batch_size"].default)
+    assert (LR, BATCH_SIZE, MAX_STEPS) == (fit["lr"].default, fit["batch_size"].default, fit["max_steps"].default)
+    assert commands["demo"].get_default("steps") == MAX_STEPS and train.get_default("threads") == 1
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "simulate", "predict"])
+def test_an_unwritable_output_is_refused_before_any_work(simulated, run_dir, tmp_path, command):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "out"  # cannot be created: its parent is a file
+    args = {
+        "train": ["train", "--adata", simulated, *SIM_KEYS, "--out", out, "--steps", 5, *TINY_MODEL],
+        "demo": ["demo", "--out", out, "--small", "--steps", 5, "--quiet"],
+        "simulate": ["simulate", "--out", out / "sim.h5ad"],
+        "predict": ["predict", run_dir, "--adata", simulated, "--perturbations", "P0", "--out", out / "p.h5ad"],
+    }[command]
+    result = run_cli(*args)
+    assert_user_error(result.returncode, result.stderr, "cannot write", str(out))
+    assert "training" not in result.stdout and "simulated" not in result.stdout
+
+
+def test_predict_refuses_to_overwrite_like_train_and_simulate(simulated, run_dir, tmp_path):
+    out = tmp_path / "pred.h5ad"
+    args = ["predict", run_dir, "--adata", simulated, "--perturbations", "P0", "--n-cells", 2, "--out", out]
+    assert run_cli(*args).returncode == 0
+    before = out.read_bytes()
+    result = run_cli(*args)
+    assert_user_error(result.returncode, result.stderr, "already exists", "--overwrite")
+    assert out.read_bytes() == before
+    assert run_cli(*args, "--overwrite").returncode == 0
+
+
+def test_a_counterfactual_source_error_names_the_file_and_what_it_needs(simulated, run_dir, tmp_path):
+    source = anndata.read_h5ad(simulated)[:5].copy()
+    source.obs = source.obs.drop(columns="perturbation")
+    path = tmp_path / "my_cells.h5ad"
+    source.write_h5ad(path)
+    result = run_cli("predict", run_dir, "--adata", simulated, "--perturbations", "P0", "--mode", "counterfactual",
+                     "--source", path, "--out", tmp_path / "cf.h5ad")
+    assert_user_error(result.returncode, result.stderr, f"--source {path}", "obs['perturbation']")
+
+
+def test_a_misspelled_option_points_to_the_subcommand_and_the_closest_option(simulated, tmp_path):
+    result = run_cli("train", "--adata", simulated, "--perturbation_key", "perturbation", "--out", tmp_path / "r")
+    assert_user_error(result.returncode, result.stderr, "--perturbation_key", "did you mean --perturbation-key?",
+                      "samsvae train --help")

@@ -1,8 +1,10 @@
 """The package's floors read straight up: no module imports a floor above its own, and nothing imports in a loop.
 
-Floors, lowest first (``_typing``, ``device`` and ``files`` are shared helpers at the bottom):
+Floors, lowest first (``_typing``, ``_lazy``, ``defaults``, ``device`` and ``files`` are shared helpers at the
+bottom):
 
-    _typing, device, files -> distributions -> data, nn -> models -> guides, infer -> evaluate, interpret
+    _typing, _lazy, defaults, device, files -> distributions -> data, nn -> models -> guides, infer
+    -> evaluate, interpret
     -> api -> runs -> cli
 
 Imports are read from the source with ``ast``, lazy imports inside functions included; imports under
@@ -18,7 +20,7 @@ from pathlib import Path
 import samsvae_pyro
 
 FLOORS = {
-    "_typing": 0, "device": 0, "files": 0,
+    "_typing": 0, "_lazy": 0, "defaults": 0, "device": 0, "files": 0,
     "distributions": 1,
     "data": 2, "nn": 2,
     "models": 3,

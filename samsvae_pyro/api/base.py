@@ -9,7 +9,7 @@ and its latent-structure analysis ``samsvae_pyro.runs.interpret_run(model, dir)`
 from __future__ import annotations
 
 import tempfile
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Callable, get_args
 
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from samsvae_pyro._typing import (
-    AteMethod, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
+    AteMethod, CheckMode, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
 )
 from samsvae_pyro.api.persistence import (
     CHECKPOINT,
@@ -30,10 +30,15 @@ from samsvae_pyro.api.persistence import (
     save_model,
 )
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
-from samsvae_pyro.data.registry import register, registered_setup, with_setup
-from samsvae_pyro.data.transforms import TARGET_LIBRARY
-from samsvae_pyro.device import choose_device, seeded
+from samsvae_pyro.data.registry import design_arguments, register, registered_setup, with_setup
+from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method
+from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS
+from samsvae_pyro.device import DEFAULT_THREADS, check_threads, choose_device, seeded, torch_threads
 from samsvae_pyro.evaluate.ate import ate_anndata, condition_split_flags
+from samsvae_pyro.evaluate.calibration import ate_calibration
+from samsvae_pyro.evaluate.criticism import (
+    MODES, PosteriorPredictiveCheck, posterior_predictive_check, to_inference_data,
+)
 from samsvae_pyro.evaluate.effects import posterior_effects
 from samsvae_pyro.evaluate.iwelbo import iwelbo
 from samsvae_pyro.evaluate.latent_dims import decoder_response
@@ -46,12 +51,22 @@ from samsvae_pyro.evaluate.predictive import (
     summarise_draws,
 )
 from samsvae_pyro.guides import check_guide, make_guide
-from samsvae_pyro.infer import SVITrainer, check_estimator
+from samsvae_pyro.infer import SVITrainer, check_estimator, check_training_arguments
+from samsvae_pyro.infer.sparse_mask import inference_hooks
 from samsvae_pyro.models.plates import E, MASK, Z_BASAL
 from samsvae_pyro.nn.likelihoods import is_count
 
 ENCODER_SIZES = ("n_hidden", "n_layers", "activation")  # registered guides copy these from the decoder
 LATENT_KINDS, PREDICT_MODES = get_args(LatentKind), get_args(PredictMode)
+
+
+def _threaded(method: Callable) -> Callable:
+    """Run a public method with the model's torch thread count (restored afterwards)."""
+    @wraps(method)
+    def run(self, *args, **kwargs):
+        with torch_threads(self.threads):
+            return method(self, *args, **kwargs)
+    return run
 
 
 class PerturbationModel:
@@ -71,15 +86,26 @@ class PerturbationModel:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; chosen once, everything lives there.
     seed
         Seed of the parameter initialisation (training has its own ``seed``).
+    threads
+        Torch intra-op CPU threads for this model's work (training, evaluation, prediction), set for the
+        duration of each call: default 1, which is never far from the fastest at this package's sizes and
+        does not collapse on a busy machine as torch's one-thread-per-core default does (README, "Speed and
+        threads"). ``None`` keeps torch's current setting.
     """
 
     def __init__(self, adata: ad.AnnData, *, guide: GuideName | GuideFactory = "correlated",
-                 guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0, **model_kwargs: Any):
+                 guide_kwargs: dict | None = None, device: str | None = "auto", seed: int = 0,
+                 threads: int | None = DEFAULT_THREADS, **model_kwargs: Any):
         self.setup = registered_setup(adata)
         self.device = choose_device(device)
+        self.threads = check_threads(threads)
         self.model_kwargs = model_kwargs
-        self.data = build_perturbation_data(adata, **self.setup,
-                                            count_data=is_count(model_kwargs.get("likelihood", "nb")))
+        likelihood = model_kwargs.get("likelihood", "nb")
+        if is_count(likelihood) and not self.setup.get("count_data", True):
+            raise ValueError(f"This AnnData was registered with count_data=False (continuous values), but "
+                             f"likelihood={likelihood!r} models counts: use likelihood='normal', or register raw "
+                             "counts with setup_anndata(..., count_data=True).")
+        self.data = build_perturbation_data(adata, **design_arguments(self.setup), count_data=is_count(likelihood))
         if isinstance(guide, str):
             guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed
@@ -101,19 +127,24 @@ class PerturbationModel:
         cls, adata: ad.AnnData, *, perturbation_key: str | None = None, control_label: str = "control",
         layer: str | None = None, split_key: str | None = None, delimiter: str = "+",
         dosage_columns: str | list[str] | None = None, control_pattern: str | None = None,
-        encoding: str = "sum", split_seed: int = 0, vocabulary: str = "train",
+        encoding: str = "sum", split_seed: int = 0, vocabulary: str = "train", count_data: bool = True,
     ) -> None:
         """Register where the counts, perturbation labels and splits live (validated now).
 
         Writes one entry, ``adata.uns["_samsvae_setup"]``; the data itself is not modified.
-        See :func:`samsvae_pyro.data.build_perturbation_data` for the arguments. ``vocabulary="all"``
+        See :func:`samsvae_pyro.data.build_perturbation_data` for the arguments. Everything is checked
+        here, before any model exists: labels, splits, and the values. With ``count_data=True`` (default)
+        they must be raw counts, as the "nb" and "poisson" likelihoods need (non-negative integers, at most
+        2^24, float16 only below 2,048); ``count_data=False`` registers continuous values (only finite
+        values are required), to be modelled with ``likelihood="normal"``. ``vocabulary="all"``
         gives every observed condition (``encoding="unique"``) or perturbation (``"sum"``) its own
         column even without training cells, as in the paper's unique-encoding runs: such a column is
         learned from the prior only, so predictions for it show what the prior alone implies.
         """
         register(adata, perturbation_key=perturbation_key, control_label=control_label, layer=layer,
                  split_key=split_key, delimiter=delimiter, dosage_columns=dosage_columns,
-                 control_pattern=control_pattern, encoding=encoding, split_seed=split_seed, vocabulary=vocabulary)
+                 control_pattern=control_pattern, encoding=encoding, split_seed=split_seed, vocabulary=vocabulary,
+                 count_data=count_data)
 
     def _build_model(self, **model_kwargs):
         raise NotImplementedError
@@ -133,18 +164,24 @@ class PerturbationModel:
     def _data_for(self, adata: ad.AnnData | None) -> PerturbationData:
         if adata is None:
             return self.data
-        return build_perturbation_data(adata, **self.setup, count_data=self.model.head.is_count,
+        return build_perturbation_data(adata, **design_arguments(self.setup), count_data=self.model.head.is_count,
                                        reference=self.data)
 
     # ---------------------------------------------------------------- training
+    @_threaded
     def train(
-        self, max_steps: int = 1000, *, batch_size: int = 512, lr: float = 3e-4, n_particles: int = 5,
+        self, max_steps: int = MAX_STEPS, *, batch_size: int = BATCH_SIZE, lr: float = LR, n_particles: int = 5,
         estimator: EstimatorName = "trace", weighting: Weighting = "plated", weight_decay: float = 1e-6,
         clip_norm: float | None = 100.0, val_every: int = 500, early_stopping_patience: int | None = None,
         seed: int = 0, progress: bool = True, callback: Callable | None = None, devices: int = 1,
         process_dir: str | Path | None = None, schedules: dict | None = None, lr_globals: float | None = None,
+        inference: str | dict | None = None,
     ) -> pd.DataFrame:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
+
+        The defaults (1000 steps of 512 cells, Adam at lr 3e-3) suit a first run on a small screen
+        (:mod:`samsvae_pyro.defaults`); the paper's longer schedules are in ``configs/``. Every argument is
+        checked before the first step.
 
         A second call, or a call after :meth:`load`, continues from the saved step with the saved
         optimizer state. The best-validation parameters are kept at the end.
@@ -156,10 +193,17 @@ class PerturbationModel:
 
         ``schedules`` (KL warm-up, mask temperature annealing) and ``lr_globals`` (a separate learning rate
         for q(M) and q(E)) are inference options for experiments: see :mod:`samsvae_pyro.infer.schedules`.
+        ``inference="sparse"`` runs the mask-recovery recipe (README "Inference";
+        :mod:`samsvae_pyro.infer.sparse_mask`) over these ``max_steps``.
         """
+        check_training_arguments(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
+                                 weight_decay=weight_decay, clip_norm=clip_norm, val_every=val_every, seed=seed,
+                                 early_stopping_patience=early_stopping_patience, devices=devices,
+                                 lr_globals=lr_globals)
         check_estimator(estimator, self.guide, self.example_batch())
-        if devices > 1 and (schedules or lr_globals is not None):
-            raise ValueError("schedules and lr_globals apply to single-device training; use devices=1.")
+        if devices > 1 and (schedules or lr_globals is not None or inference is not None):
+            raise ValueError("schedules, lr_globals and inference apply to single-device training; use devices=1.")
+        hooks = inference_hooks(inference, self.model, self.guide, max_steps=max_steps, seed=seed)
         if devices > 1:
             return self._train_lightning(max_steps, devices=devices, batch_size=batch_size, lr=lr,
                                          n_particles=n_particles, estimator=estimator, weighting=weighting,
@@ -169,7 +213,8 @@ class PerturbationModel:
                   for s in ("train", "val") if _has_cells(self.data, s)}
         self.trainer = SVITrainer(self.model, self.guide, estimator=estimator, n_particles=n_particles, lr=lr,
                                   weight_decay=weight_decay, clip_norm=clip_norm, weighting=weighting,
-                                  cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals)
+                                  cells_per_perturbation=counts, schedules=schedules, lr_globals=lr_globals,
+                                  hooks=hooks)
         if self.trainer_state is not None:
             self.trainer.load_state_dict(self.trainer_state)
         train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed)
@@ -204,10 +249,12 @@ class PerturbationModel:
     def _global_trace(self, n_samples: int):
         return guide_trace(self.guide, self.example_batch(1), n_samples)
 
+    @_threaded
     def mask_probabilities(self, n_samples: int = 100) -> pd.DataFrame:
         """Posterior inclusion probabilities q(m_tk = 1), (T, K), indexed by perturbation name."""
         return self._frame(site_mean(self._global_trace(n_samples), MASK))
 
+    @_threaded
     def perturbation_embeddings(self, n_samples: int = 100) -> pd.DataFrame:
         """Posterior mean embeddings E[e_tk], (T, K), indexed by perturbation name."""
         return self._frame(site_mean(self._global_trace(n_samples), E))
@@ -215,6 +262,7 @@ class PerturbationModel:
     def _frame(self, values: torch.Tensor) -> pd.DataFrame:
         return latent_frame(values, self.data.vocabulary.perturbations)
 
+    @_threaded
     def posterior_effects(self, n_samples: int = 100, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Posterior mean effects E_q[e_tk m_tk] and inclusion probabilities q(m_tk = 1), (T, K) each.
 
@@ -225,6 +273,7 @@ class PerturbationModel:
             effects, inclusion = posterior_effects(self.model, self.guide, self.example_batch(1), n_samples=n_samples)
         return self._frame(effects), None if inclusion is None else self._frame(inclusion)
 
+    @_threaded
     def decoder_response(self, n_basal: int = 256, *, shift: float = 1.0, seed: int = 0) -> pd.DataFrame:
         """Mean change of each gene's expected expression for a shift of each latent dim, (K, G).
 
@@ -235,6 +284,7 @@ class PerturbationModel:
         return pd.DataFrame(response.cpu().numpy(), index=[f"latent_{k}" for k in range(len(response))],
                             columns=pd.Index(self.data.var_names, name="gene"))
 
+    @_threaded
     @torch.no_grad()
     def get_latent_representation(self, adata: ad.AnnData | None = None, *, kind: LatentKind = "basal",
                                   n_samples: int = 10, batch_size: int = 512) -> np.ndarray:
@@ -261,6 +311,7 @@ class PerturbationModel:
         data = self._data_for(adata)
         return data, (np.arange(data.n_cells) if split is None or adata is not None else data.indices(split))
 
+    @_threaded
     def iwelbo(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_particles: int = 100,
                batch_size: int = 128, kind: IwelboKind = "predictive", seed: int = 0) -> pd.Series | float:
         """Held-out predictive IWELBO per cell in nats (higher is better), indexed by cell name.
@@ -276,18 +327,22 @@ class PerturbationModel:
             return values
         return pd.Series(values.cpu().numpy(), index=data.obs_names[cells], name="iwelbo")
 
-    def model_ate(self, conditions: list[str] | None = None, *, n_global_draws: int = 50,
+    @_threaded
+    def model_ate(self, conditions: str | list[str] | None = None, *, n_global_draws: int = 50,
                   samples_per_draw: int = 50, method: AteMethod = "perturbseq", interval: float = 0.9,
                   max_elements: float = 2e7, seed: int = 0) -> ad.AnnData:
         """Posterior-predictive ATE per condition vs control, with credible intervals from the posterior over (E, M).
 
         Returns AnnData (conditions x genes): X the posterior mean ATE, layers "lower"/"upper" the
         equal-tailed ``interval`` over ``n_global_draws`` independent global draws, obs the split flags.
-        Conditions default to every observed condition; unseen combinations of known perturbations work
+        Conditions (a label or a list) default to every observed condition, named as in your obs column
+        (a combination keeps your member order, e.g. "KLF1+CEBPA"); any member order is accepted as input.
+        Unseen combinations of known perturbations work
         with the "sum" encoding (with "unique", only under ``setup_anndata(..., vocabulary="all")``,
         where their untrained columns give predictions from the prior).
         """
-        conditions = list(conditions if conditions is not None else self.data.conditions())
+        conditions = (_as_labels(conditions) if conditions is not None
+                      else [self.data.user_label(c) for c in self.data.conditions()])
         D = self._dosages(conditions)
         with seeded(seed, self.device):
             draws = model_ate_draws(self.model, self.guide, self.example_batch(1), D, n_global_draws=n_global_draws,
@@ -295,28 +350,80 @@ class PerturbationModel:
         summary = summarise_draws(draws, interval=interval)
         return ate_anndata(summary["mean"], conditions, self.data.var_names,
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
-                           obs=condition_split_flags(self.data, np.asarray(conditions)))
+                           obs=condition_split_flags(self.data, self.data.canonical_labels(conditions)))
+
+    @_threaded
+    def check(self, adata: ad.AnnData | None = None, *, split: str | None = "test", n_samples: int = 20,
+              modes: tuple[CheckMode, ...] = MODES, batch_size: int = 256, seed: int = 0) -> PosteriorPredictiveCheck:
+        """Posterior predictive checks: replicate the observed cells from the model and compare, statistic by statistic.
+
+        Checks the ``split`` of the training AnnData (``None``: every cell), or every cell of ``adata`` when given.
+        ``modes``: ``"in_sample"`` (z_basal from the encoder) and ``"generative"`` (z_basal from the prior);
+        statistics per gene, cell, condition (shift from control, variance and zero-fraction change, interactions
+        of combinations) and data set, each with its observed value, replicated distribution over ``n_samples``
+        replicates and predictive p-value; ``check.summary()`` is the table of flagged fractions, r2 and the
+        coverage of the count predictive intervals. Several runs side by side: :func:`samsvae_pyro.evaluate.
+        criticism.compare_checks`; details: :func:`samsvae_pyro.evaluate.criticism.posterior_predictive_check`.
+        """
+        data, cells = self._cells(adata, split)
+        with seeded(seed, self.device):
+            return posterior_predictive_check(self.model, self.guide, data, cells, n_samples=n_samples, modes=modes,
+                                              batch_size=batch_size, device=self.device)
+
+    @_threaded
+    def to_inference_data(self, adata: ad.AnnData | None = None, *, split: str | None = "test", max_cells: int = 500,
+                          n_samples: int = 20, mode: CheckMode = "in_sample", seed: int = 0):
+        """ArviZ ``InferenceData`` (optional extra ``[arviz]``): global sites, replicated and observed counts of at
+        most ``max_cells`` cells (a seeded random subset) of ``split`` or of ``adata``. Which ArviZ functions are
+        valid for this amortised model: :mod:`samsvae_pyro.evaluate.criticism.inference_data`.
+        """
+        data, cells = self._cells(adata, split)
+        if len(cells) > max_cells:
+            cells = np.sort(np.random.default_rng(seed).choice(cells, max_cells, replace=False))
+        with seeded(seed, self.device):
+            return to_inference_data(self.model, self.guide, data, cells, n_samples=n_samples, mode=mode,
+                                     device=self.device)
+
+    @_threaded
+    def ate_calibration(self, cells: str | np.ndarray = "test", *, truth: dict | None = None, seed: int = 0,
+                        **options: Any) -> dict[str, Any]:
+        """Are the ATE intervals calibrated? Posterior-predictive coverage of held-out cells' data ATE, per condition.
+
+        ``cells``: a split name or row positions of held-out cells (with control cells among them). With a
+        simulator's ``truth`` (``adata.uns["sams_truth"]``), also the coverage of the true ATE by the population
+        intervals. Returns coverage at 50/80/90/95%, Pearson r, slope and calibration slope, a per-condition table:
+        :func:`samsvae_pyro.evaluate.calibration.ate_calibration` (``options`` are passed to it).
+        """
+        rows = self.data.indices(cells) if isinstance(cells, str) else np.asarray(cells)
+        options.setdefault("method", ate_method(self.model.head.is_count))
+        with seeded(seed, self.device):
+            return ate_calibration(self.model, self.guide, self.data, self.example_batch(1), rows, truth=truth,
+                                   **options)
 
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,
                                device=self.device)
 
+    @_threaded
     @torch.no_grad()
-    def predict(self, perturbations: list[str], *, mode: PredictMode = "generative", source: ad.AnnData | None = None,
-                n_cells: int = 100, library: float = TARGET_LIBRARY, seed: int = 0) -> ad.AnnData:
-        """Sample cells under perturbations or combinations, including ones never observed together.
+    def predict(self, perturbations: str | list[str], *, mode: PredictMode = "generative",
+                source: ad.AnnData | None = None, n_cells: int = 100, library: float = TARGET_LIBRARY,
+                seed: int = 0) -> ad.AnnData:
+        """Sample cells under a perturbation label or a list of them (combinations too, including ones never
+        observed together).
 
         ``mode="generative"``: ``n_cells`` cells per perturbation with z_basal from the prior, each with its own
         posterior draw of (E, M), at library size ``library``. ``mode="counterfactual"``: z_basal inferred from
         each ``source`` cell (default: the training control cells) with its own dosage, then shifted by each
-        requested perturbation, at the source cell's library size.
+        requested perturbation, at the source cell's library size. A ``source`` AnnData needs the training
+        data's genes, counts layer and perturbation labels (obs column or dosage columns, as registered).
 
         Returns AnnData (cells x genes): raw count samples in ``layers["counts"]``, log1p of counts
         normalised to 1e4 in ``X``, ``obs["perturbation"]`` (and ``obs["source_cell"]`` for counterfactuals).
         """
         if mode not in PREDICT_MODES:
             raise ValueError(f"mode={mode!r} is not supported; choose one of {list(PREDICT_MODES)}.")
-        labels = list(perturbations)
+        labels = _as_labels(perturbations)
         D = self._dosages(labels)
         with seeded(seed, self.device):
             if mode == "generative":
@@ -324,7 +431,7 @@ class PerturbationModel:
                                            library=library)
                 obs = pd.DataFrame({"perturbation": np.repeat(labels, n_cells)})
             else:
-                data = self._data_for(source)
+                data = self._source_data(source)
                 cells = np.arange(data.n_cells) if source is not None else np.flatnonzero(self.data.control_mask)
                 batches = self.loader(cells, batch_size=max(1, 4096 // len(labels)), data=data)
                 counts, index = counterfactual_counts(self.model, self.guide, batches, D)
@@ -332,6 +439,19 @@ class PerturbationModel:
                 obs = pd.DataFrame({"perturbation": np.repeat(labels, len(names)),
                                     "source_cell": np.tile(names, len(labels))})
         return prediction_anndata(counts, obs, self.data.var_names)
+
+    def _source_data(self, source: ad.AnnData | None) -> PerturbationData:
+        """The design of counterfactual source cells; errors say what a source AnnData needs."""
+        try:
+            return self._data_for(source)
+        except ValueError as error:
+            layer = self.setup.get("layer")
+            labels_at = (f"obs[{self.setup['perturbation_key']!r}]" if "perturbation_key" in self.setup
+                         else f"the dosage columns {self.setup.get('dosage_columns')!r}")
+            raise ValueError(f"source (the cells to shift): {error} Source cells need the training data's counts (in "
+                             f"{'adata.X' if layer is None else f'layers[{layer!r}]'}) and their own conditions in "
+                             f"{labels_at} (e.g. the control label), from which their basal state is inferred."
+                             ) from error
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
@@ -344,8 +464,9 @@ class PerturbationModel:
 
     @classmethod
     def load(cls, directory: str | Path, adata: ad.AnnData, *, guide: GuideFactory | None = None,
-             device: str | None = "auto"):
-        """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary).
+             device: str | None = "auto", threads: int | None = DEFAULT_THREADS):
+        """Re-create a saved model on ``adata`` (same genes and perturbation vocabulary); ``device`` and
+        ``threads`` as in the constructor.
 
         ``guide``: for a model saved with a custom guide, the same factory (or a fresh guide module).
         A missing or damaged file raises :class:`~samsvae_pyro.api.persistence.SavedModelError` naming it.
@@ -357,10 +478,15 @@ class PerturbationModel:
                              "or samsvae_pyro.runs.load_run(dir, adata).")
         state = read_checkpoint(directory, config, choose_device(device))
         obj = cls(with_setup(adata, config["setup"]), guide=guide_for_load(config, guide, directory),
-                  guide_kwargs=config["guide_kwargs"], device=device, **config["model_kwargs"])
+                  guide_kwargs=config["guide_kwargs"], device=device, threads=threads, **config["model_kwargs"])
         _check_same_design(obj.data, config)
         load_state(obj, state, directory / CHECKPOINT)
         return obj
+
+
+def _as_labels(labels: str | list[str]) -> list[str]:
+    """A single label as a one-element list; a list (or other iterable) of labels as a list."""
+    return [labels] if isinstance(labels, str) else list(labels)
 
 
 def _has_cells(data: PerturbationData, split: str) -> bool:

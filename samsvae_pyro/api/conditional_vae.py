@@ -1,4 +1,4 @@
-"""ConditionalVAE: the user-facing conditional VAE baseline (spec section 4).
+"""ConditionalVAE: the user-facing conditional VAE baseline (docs/model.md, section 4).
 
 Example
 -------
@@ -20,6 +20,7 @@ from anndata import AnnData
 
 from samsvae_pyro._typing import GuideFactory, GuideName, LatentKind, Likelihood
 from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.defaults import N_HIDDEN, N_LATENT
 from samsvae_pyro.models import ConditionalVAEModel
 
 NO_GLOBALS = ("ConditionalVAE has no {what}: it has no global latents, the dosages d_i enter the decoder "
@@ -45,8 +46,8 @@ class ConditionalVAE(PerturbationModel):
         ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: GuideName | GuideFactory = "conditional",
-                 likelihood: Likelihood = "nb", n_hidden: int = 400, n_layers: int = 1,
+    def __init__(self, adata: AnnData, *, n_latent: int = N_LATENT, guide: GuideName | GuideFactory = "conditional",
+                 likelihood: Likelihood = "nb", n_hidden: int = N_HIDDEN, n_layers: int = 1,
                  activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)

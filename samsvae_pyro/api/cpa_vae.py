@@ -1,4 +1,4 @@
-"""CPAVAE: the user-facing CPA-VAE baseline, SAMS-VAE with the mask fixed to one (spec section 4).
+"""CPAVAE: the user-facing CPA-VAE baseline, SAMS-VAE with the mask fixed to one (docs/model.md, section 4).
 
 Example
 -------
@@ -19,6 +19,7 @@ from anndata import AnnData
 
 from samsvae_pyro._typing import GuideFactory, Likelihood, SAMSGuideName
 from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.defaults import N_HIDDEN, N_LATENT
 from samsvae_pyro.models import CPAVAEModel
 
 
@@ -41,9 +42,9 @@ class CPAVAE(PerturbationModel):
         ``embedding_prior_scale``, ``guide_kwargs``, ``device``, ``seed``.
     """
 
-    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: SAMSGuideName | GuideFactory = "mean_field",
-                 likelihood: Likelihood = "nb", n_hidden: int = 400, n_layers: int = 1,
-                 activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata: AnnData, *, n_latent: int = N_LATENT,
+                 guide: SAMSGuideName | GuideFactory = "mean_field", likelihood: Likelihood = "nb",
+                 n_hidden: int = N_HIDDEN, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 

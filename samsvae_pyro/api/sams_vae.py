@@ -1,4 +1,4 @@
-"""SAMSVAE: the user-facing SAMS-VAE (spec sections 1 to 3).
+"""SAMSVAE: the user-facing SAMS-VAE (docs/model.md, sections 1 to 3).
 
 Example
 -------
@@ -17,6 +17,7 @@ from anndata import AnnData
 
 from samsvae_pyro._typing import GuideFactory, Likelihood, MaskPrior, SAMSGuideName
 from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.defaults import N_HIDDEN, N_LATENT, mask_prior_prob as default_mask_prior_prob
 from samsvae_pyro.models import SAMSVAEModel
 
 
@@ -36,16 +37,19 @@ class SAMSVAE(PerturbationModel):
     mask_prior
         ``"bernoulli"`` (paper) or ``"beta_bernoulli"``.
     mask_prior_prob
-        alpha (paper default 0.01).
+        alpha; default ``1 / n_latent``, one latent dimension per perturbation expected a priori (the paper's
+        0.01 with 100 dimensions). The other defaults are a small screen's (:mod:`samsvae_pyro.defaults`).
     n_hidden, n_layers, activation
         Decoder MLP; registered guides use the same sizes for their encoder unless ``guide_kwargs`` say otherwise.
     **kwargs
         ``embedding_prior_scale``, ``guide_kwargs``, ``device``.
     """
 
-    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: SAMSGuideName | GuideFactory = "correlated",
-                 likelihood: Likelihood = "nb", mask_prior: MaskPrior = "bernoulli", mask_prior_prob: float = 0.01,
-                 n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+    def __init__(self, adata: AnnData, *, n_latent: int = N_LATENT, guide: SAMSGuideName | GuideFactory = "correlated",
+                 likelihood: Likelihood = "nb", mask_prior: MaskPrior = "bernoulli", mask_prior_prob: float | None = None,
+                 n_hidden: int = N_HIDDEN, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+        if mask_prior_prob is None:
+            mask_prior_prob = default_mask_prior_prob(n_latent)
         super().__init__(adata, guide=guide, n_latent=n_latent, likelihood=likelihood,
                          mask_prior=mask_prior, mask_prior_prob=mask_prior_prob, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)

@@ -1,4 +1,4 @@
-"""SVAEPlus: the user-facing SVAE+ baseline (spec section 4; Lopez et al. 2022).
+"""SVAEPlus: the user-facing SVAE+ baseline (docs/model.md, section 4; Lopez et al. 2022).
 
 Example
 -------
@@ -20,6 +20,7 @@ from anndata import AnnData
 
 from samsvae_pyro._typing import GuideFactory, GuideName, Likelihood
 from samsvae_pyro.api.base import PerturbationModel
+from samsvae_pyro.defaults import N_HIDDEN, N_LATENT
 from samsvae_pyro.models import SVAEPlusModel
 
 
@@ -48,9 +49,9 @@ class SVAEPlus(PerturbationModel):
         ``guide_kwargs`` (e.g. ``mask_temperature``), ``device``, ``seed``.
     """
 
-    def __init__(self, adata: AnnData, *, n_latent: int = 10, guide: GuideName | GuideFactory = "svae_plus",
+    def __init__(self, adata: AnnData, *, n_latent: int = N_LATENT, guide: GuideName | GuideFactory = "svae_plus",
                  beta: float = 5.0, likelihood: Likelihood = "nb",
-                 n_hidden: int = 400, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
+                 n_hidden: int = N_HIDDEN, n_layers: int = 1, activation: str = "leaky_relu", **kwargs):
         super().__init__(adata, guide=guide, n_latent=n_latent, beta=beta, likelihood=likelihood, n_hidden=n_hidden,
                          n_layers=n_layers, activation=activation, **kwargs)
 

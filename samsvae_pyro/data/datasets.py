@@ -1,4 +1,4 @@
-"""The paper's datasets (spec section 6): resumable verified downloads, schema-checked loaders,
+"""The paper's datasets (docs/model.md, section 6): resumable verified downloads, schema-checked loaders,
 and a streaming build of the Replogle "filtered" set from the genome-wide file.
 
 Files and what is known about them (:data:`REMOTE_FILES`):
@@ -263,7 +263,7 @@ def build_replogle_filtered(
     genes, in file order; obs and var columns as in the input, and ``uns["pathways"]`` =
     ``pathways`` (empty if not given).
 
-    The paper's exact target and gene lists are not published with the spec, so when
+    The paper's exact target and gene lists are not published with the paper, so when
     ``target_genes`` / ``gene_list`` are None they are chosen by these rules, from one extra
     streaming pass computing each target's mean of y = log(1 + 1e4 x / sum_g x) (memory: about
     n_targets_in_file x G float64, ~650 MB for the genome-wide file):

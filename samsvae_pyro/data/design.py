@@ -1,9 +1,9 @@
-"""The perturbation design: AnnData -> validated :class:`PerturbationData` (spec sections 1, 6).
+"""The perturbation design: AnnData -> validated :class:`PerturbationData` (docs/model.md, sections 1, 6).
 
 :func:`build_perturbation_data` reads counts, condition labels and splits from an AnnData,
 validates them, and returns everything the models consume: counts (sparse stays sparse), the
 dosage matrix D, the vocabulary, library sizes, splits, and per-gene normalisation statistics of
-the training cells (the encoder input x~ = (log(1 + x) - mean_train) / sd_train of spec
+the training cells (the encoder input x~ = (log(1 + x) - mean_train) / sd_train of docs/model.md,
 section 2).
 
 Memory: the count matrix is never densified. A CSR float32 input is used as is (no copy: the
@@ -13,11 +13,15 @@ formats are converted to CSR (copy); a dense input is converted with ``np.asarra
 float32)`` (no copy if already float32). Re-ordering genes to match a ``reference`` copies the
 matrix. Validation and statistics run over row chunks or slices of ``.data``.
 
-Deliberate choices beyond the spec:
+Deliberate choices beyond the paper:
 
 - ``count_data=False`` (continuous data for the "normal" likelihood, e.g. the paper simulation)
   skips the non-negative and integer checks, and the statistics are of x itself
   (``x_transform="identity"``) rather than of log(1 + x).
+- Counts must be at most :data:`MAX_COUNT` = 2^24, the range where float32 (the models' precision)
+  holds every integer exactly; float16 counts are accepted only when every value is below 2,048, the
+  range where no larger count can have been rounded when the file was written (5913 is stored as
+  5912). Anything else is rejected rather than silently rounded.
 - The per-gene sd is floored at :data:`STD_FLOOR` = 0.01 (log1p units), so a gene never
   expressed in the training cells cannot blow up the standardised input of held-out cells.
 - Cells of the "excluded" split whose condition is unknown to the vocabulary get a zero dosage
@@ -34,7 +38,7 @@ Deliberate choices beyond the spec:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -50,10 +54,13 @@ from samsvae_pyro.data.labels import (
     PerturbationVocabulary,
     factorize_members,
     format_names,
+    warn_case_variants,
 )
 from samsvae_pyro.data.splits import SPLIT_DTYPE, SPLITS, random_split
 
 STD_FLOOR = 1e-2
+MAX_COUNT = 2**24  # the largest integer float32 holds exactly, with every smaller one
+FLOAT16_EXACT_BELOW = 2048  # float16 holds every integer up to 2048; a stored 2048 may be a rounded 2049
 VOCABULARY_SCOPES = ("train", "all")
 _CHUNK_VALUES = 1 << 22  # values per chunk for validation and statistics
 
@@ -85,6 +92,9 @@ class PerturbationData:
         Cell and gene names.
     x_transform
         ``"log1p"`` (count data) or ``"identity"``: the map applied before standardising.
+    user_labels
+        The user's own label of each condition whose canonical label (members sorted) differs from it,
+        e.g. ``{"CEBPA+KLF1": "KLF1+CEBPA"}``: the most common spelling in the obs column.
 
     Shapes
     ------
@@ -105,6 +115,7 @@ class PerturbationData:
     obs_names: pd.Index
     var_names: pd.Index
     x_transform: Literal["log1p", "identity"] = "log1p"
+    user_labels: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         splits = {s: int((self.split == s).sum()) for s in SPLITS if (self.split == s).any()}
@@ -150,7 +161,7 @@ class PerturbationData:
         return np.ones(self.n_cells, dtype=bool) if split is None else self.split == split
 
     def cells_per_perturbation(self, split: str | None = "train") -> np.ndarray:
-        """(T,) number of cells of ``split`` (all cells if None) with d_t != 0 (N_t of spec 3)."""
+        """(T,) number of cells of ``split`` (all cells if None) with d_t != 0 (N_t of docs/model.md, section 3)."""
         rows = self.dosages[np.flatnonzero(self._mask(split))]
         return np.bincount(rows.indices[rows.data != 0], minlength=self.n_perturbations)
 
@@ -158,6 +169,14 @@ class PerturbationData:
         """Sorted distinct non-control condition labels (of the cells of ``split`` if given)."""
         keep = self._mask(split) & ~self.control_mask
         return sorted(set(self.labels[keep]))
+
+    def user_label(self, label: str) -> str:
+        """The user's own spelling of a canonical condition label (the label itself if it has none)."""
+        return self.user_labels.get(label, label)
+
+    def canonical_labels(self, labels: Sequence[str]) -> list[str]:
+        """Canonical form of condition labels in any member order, e.g. "KLF1+CEBPA" -> "CEBPA+KLF1"."""
+        return [self.vocabulary.canonical(self.vocabulary.parse(label)) for label in labels]
 
     def condition_dosages(self, labels: Sequence[str]) -> np.ndarray:
         """(n, T) float32 dense dosage rows for condition labels, via the vocabulary."""
@@ -225,10 +244,11 @@ def build_perturbation_data(
     split_seed
         Seed of the random split.
     encoding
-        ``"sum"`` or ``"unique"`` (spec section 1).
+        ``"sum"`` or ``"unique"`` (docs/model.md, section 1).
     count_data
-        Whether the values are raw counts (validated as non-negative integers, statistics of
-        log(1 + x)); ``False`` for continuous data and the "normal" likelihood.
+        Whether the values are raw counts (validated as non-negative integers of at most 2^24, float16
+        only below 2,048; statistics of log(1 + x)); ``False`` for continuous data and the "normal"
+        likelihood (only finiteness is checked).
     reference
         Design of the training data whose vocabulary, gene order and statistics are reused
         (only its ``vocabulary``, ``var_names``, ``x_mean``, ``x_std``, ``x_transform`` are read).
@@ -265,11 +285,13 @@ def build_perturbation_data(
         encoding=encoding,
     )
     _check_shape_and_names(adata)
-    codes, members = _cell_members(adata, perturbation_key, dosage_columns, rules)
+    codes, members, raw = _cell_members(adata, perturbation_key, dosage_columns, rules)
     if reference is None and not any(len(m) == 0 for m in members):
         raise _no_controls_error(rules, members)
+    if reference is None:
+        warn_case_variants({m for ms in members for m in ms})
     split = _cell_splits(adata, split_key, split_seed)
-    counts, var_names = _aligned_counts(adata, layer, reference)
+    counts, var_names = _aligned_counts(adata, layer, reference, count_data=count_data)
     _validate_values(counts, count_data=count_data, source=_source_name(layer))
     if reference is None:
         columns = _training_vocabulary(codes, members, split, rules, scope=vocabulary)
@@ -289,6 +311,7 @@ def build_perturbation_data(
         obs_names=adata.obs_names.copy(),
         var_names=pd.Index(var_names),
         x_transform=transform,
+        user_labels=_user_labels(codes, members, raw, columns),
     )
 
 
@@ -339,10 +362,11 @@ def _cell_members(
     perturbation_key: str | None,
     dosage_columns: str | Sequence[str] | None,
     rules: PerturbationVocabulary,
-) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """(N,) code of each cell's distinct condition, and the members of each condition."""
+) -> tuple[np.ndarray, list[tuple[str, ...]], list[str] | None]:
+    """(N,) code of each cell's distinct condition, the members of each condition, and each condition's
+    label as written in the obs column (``None`` for dosage columns)."""
     if perturbation_key is None:
-        return _members_from_columns(adata, dosage_columns)
+        return (*_members_from_columns(adata, dosage_columns), None)
     column = _obs_column(adata, perturbation_key, "perturbation_key")
     missing = column.isna().to_numpy()
     if missing.any():
@@ -351,7 +375,22 @@ def _cell_members(
             f"{format_names(list(adata.obs_names[missing]))}. Give them a label (controls: "
             f"{rules.control_label!r}) or drop those cells."
         )
-    return factorize_members(column.to_numpy(dtype=object), rules.parse)
+    values = column.to_numpy(dtype=object)
+    codes, members = factorize_members(values, rules.parse)
+    return codes, members, list(pd.unique(pd.Series(values, dtype=object)).astype(str))
+
+
+def _user_labels(
+    codes: np.ndarray, members: list[tuple[str, ...]], raw: list[str] | None, vocabulary: PerturbationVocabulary
+) -> dict[str, str]:
+    """Canonical label -> the user's most common spelling of it, where the two differ."""
+    if raw is None:
+        return {}
+    chosen: dict[str, str] = {}
+    for code in np.argsort(-np.bincount(codes, minlength=len(members)), kind="stable"):
+        if members[code]:
+            chosen.setdefault(vocabulary.canonical(members[code]), raw[code].strip())
+    return {canonical: label for canonical, label in chosen.items() if canonical != label}
 
 
 def _is_dosage_dtype(column: pd.Series) -> bool:
@@ -504,16 +543,18 @@ def _check_shape_and_names(adata: AnnData) -> None:
             )
 
 
-def _read_matrix(adata: AnnData, layer: str | None) -> Matrix:
+def _read_matrix(adata: AnnData, layer: str | None, *, count_data: bool = True) -> Matrix:
     if layer is not None and layer not in adata.layers:
         raise ValueError(
             f"layer={layer!r} is not in adata.layers (available: "
-            f"{format_names(list(adata.layers.keys())) or 'none'}). Pass one of these, or "
+            f"{format_names(list(adata.layers.keys()))}). Pass one of these, or "
             "layer=None to use adata.X."
         )
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError("adata.X is empty; pass the layer holding the counts (layer=...).")
+    if count_data and matrix.dtype == np.float16:
+        _check_float16(matrix, _source_name(layer))
     if not sp.issparse(matrix):
         return np.asarray(matrix, dtype=np.float32)
     matrix = sp.csr_matrix(matrix)  # shares arrays when already CSR
@@ -524,11 +565,22 @@ def _read_matrix(adata: AnnData, layer: str | None) -> Matrix:
     return matrix
 
 
+def _check_float16(matrix, source: str) -> None:
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    largest = float(values.max(initial=0))
+    if largest >= FLOAT16_EXACT_BELOW:
+        raise ValueError(
+            f"{source} holds counts as float16, which stores integers exactly only up to 2,048 (its "
+            f"largest value is {largest:g}, so larger counts may have been rounded when it was written). "
+            "Store the raw counts as integers or float32 (e.g. from the original file) and register again."
+        )
+
+
 def _aligned_counts(
-    adata: AnnData, layer: str | None, reference: PerturbationData | None
+    adata: AnnData, layer: str | None, reference: PerturbationData | None, *, count_data: bool = True
 ) -> tuple[Matrix, pd.Index]:
     """Counts with the reference's genes and gene order (if a reference is given)."""
-    counts = _read_matrix(adata, layer)
+    counts = _read_matrix(adata, layer, count_data=count_data)
     if reference is None or adata.var_names.equals(reference.var_names):
         return counts, adata.var_names
     position = adata.var_names.get_indexer(reference.var_names)
@@ -554,7 +606,8 @@ def _value_blocks(counts: Matrix):
 
 
 def _validate_values(counts: Matrix, *, count_data: bool, source: str) -> None:
-    fix = "pass raw counts (e.g. layer='counts'), or use likelihood='normal' with count_data=False"
+    fix = ("pass raw counts (e.g. layer='counts'); for continuous values, register them with "
+           "setup_anndata(..., count_data=False) and use likelihood='normal'")
     for block in _value_blocks(counts):
         if not np.isfinite(block).all():
             raise ValueError(
@@ -566,6 +619,12 @@ def _validate_values(counts: Matrix, *, count_data: bool, source: str) -> None:
             raise ValueError(
                 f"{source} contains negative values (min {block.min()}); counts must be "
                 f">= 0: {fix}."
+            )
+        if (block > MAX_COUNT).any():
+            raise ValueError(
+                f"{source} contains counts above 2^24 = {MAX_COUNT:,} (max {block.max():g}), which float32 "
+                "cannot hold exactly (nor can any sequencing count be that large): check the data, e.g. "
+                "whether it was scaled."
             )
         fractional = block[block != np.round(block)]
         if fractional.size:

@@ -1,4 +1,4 @@
-"""Perturbation labels and the perturbation vocabulary (spec section 1, "sum" and "unique").
+"""Perturbation labels and the perturbation vocabulary (docs/model.md, section 1, "sum" and "unique").
 
 A condition label such as ``"B+A"`` names the perturbations a cell received. It is parsed into
 its *members*, a sorted tuple without duplicates (``("A", "B")``); a control cell has no
@@ -9,7 +9,7 @@ members (``()``). The :class:`PerturbationVocabulary` turns members into the dos
 - ``"unique"``: one column per distinct non-control combination, named by its canonical label;
   every condition is a one-hot row.
 
-Deliberate choices beyond the spec:
+Deliberate choices beyond the paper:
 
 - A member equal to the control label is dropped, so GEARS-style labels ("A+ctrl" with
   ``control_label="ctrl"``) read as the single "A" and "ctrl+ctrl" as a control.
@@ -19,6 +19,8 @@ Deliberate choices beyond the spec:
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -117,9 +119,38 @@ def factorize_members(
 
 
 def format_names(names: Sequence[str]) -> str:
+    """Up to five names quoted and comma-separated, with a count of the rest; "none" for no names."""
+    if len(names) == 0:
+        return "none"
     shown = ", ".join(repr(n) for n in names[:_SHOW])
     more = len(names) - _SHOW
     return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def close_matches(name: str, known: Sequence[str]) -> list[str]:
+    """Known names like ``name``: the same up to case first, then difflib's close matches (at most 3)."""
+    same_case = [k for k in known if k.casefold() == name.casefold()]
+    return list(dict.fromkeys(same_case + difflib.get_close_matches(name, known, n=3, cutoff=0.6)))[:3]
+
+
+def warn_case_variants(names: Iterable[str]) -> None:
+    """Warn (UserWarning) when perturbation names differ only in case, e.g. "klf1" next to "KLF1".
+
+    They stay distinct perturbations (gene symbols of different species can differ only in case), but
+    more often one screen spelled the same target two ways; the warning lists the groups found.
+    """
+    groups: dict[str, set[str]] = {}
+    for name in names:
+        groups.setdefault(str(name).casefold(), set()).add(str(name))
+    variants = [" / ".join(repr(n) for n in sorted(g)) for g in groups.values() if len(g) > 1]
+    if variants:
+        more = f" (and {len(variants) - _SHOW} more)" if len(variants) > _SHOW else ""
+        warnings.warn(
+            f"Perturbation names that differ only in case are kept as different perturbations: "
+            f"{'; '.join(sorted(variants)[:_SHOW])}{more}. If they are the same target, make the labels "
+            "consistent first (e.g. adata.obs[key] = adata.obs[key].str.upper()).",
+            UserWarning, stacklevel=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -241,9 +272,12 @@ class PerturbationVocabulary:
         """
         missing = self.unknown(members)
         if missing:
+            hints = [f"{name!r} -> {format_names(close)}" for name in missing[:_SHOW]
+                     if (close := close_matches(name, self.perturbations))]
+            similar = f" Close matches: {'; '.join(hints)}." if hints else ""
             raise ValueError(
                 f"Perturbation(s) {format_names(missing)} are not in the vocabulary "
-                f"({self.encoding!r} encoding, {self.n_perturbations} columns). The vocabulary "
+                f"({self.encoding!r} encoding, {self.n_perturbations} columns).{similar} The vocabulary "
                 "was built on the training data: predictions can only use perturbations seen in "
                 "training."
             )

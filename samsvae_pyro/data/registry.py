@@ -21,10 +21,19 @@ from samsvae_pyro.data.design import build_perturbation_data
 SETUP_KEY = "_samsvae_setup"
 
 
-def register(adata: AnnData, **setup) -> None:
-    """Validate ``setup`` (arguments of ``build_perturbation_data``) on ``adata`` and record it in ``uns``."""
-    build_perturbation_data(adata, **setup, count_data=False)
-    adata.uns[SETUP_KEY] = {k: v for k, v in setup.items() if v is not None}
+def register(adata: AnnData, *, count_data: bool = True, **setup) -> None:
+    """Validate ``setup`` (arguments of ``build_perturbation_data``) on ``adata`` and record it in ``uns``.
+
+    ``count_data=True`` checks the values as raw counts now, for the count likelihoods ("nb", "poisson");
+    ``False`` registers continuous values (for ``likelihood="normal"``), checked only for finiteness.
+    """
+    build_perturbation_data(adata, **setup, count_data=count_data)
+    adata.uns[SETUP_KEY] = {k: v for k, v in setup.items() if v is not None} | {"count_data": count_data}
+
+
+def design_arguments(setup: dict) -> dict:
+    """A recorded setup as arguments of ``build_perturbation_data`` (whose ``count_data`` the likelihood decides)."""
+    return {k: v for k, v in setup.items() if k != "count_data"}
 
 
 def registered_setup(adata: AnnData) -> dict:

@@ -1,6 +1,6 @@
-"""Simulated perturbation screens with known sparse mechanisms (spec section 6).
+"""Simulated perturbation screens with known sparse mechanisms (docs/model.md, section 6).
 
-Both generators share the SAMS-VAE latent structure (spec section 1):
+Both generators share the SAMS-VAE latent structure (docs/model.md, section 1):
 
     m_tk ~ Bernoulli(mask_prob),  e_tk = s_tk * Normal(effect_mean, effect_sd), s_tk = +-1,
     z_i = z_basal_i + sum_t d_it (m_t * e_t),  z_basal_i ~ Normal(0, I_K),
@@ -14,7 +14,7 @@ initial weights (QR of a Gaussian matrix), then a bias-free linear map to the G 
 - :func:`simulate_counts` turns h(z) into negative binomial counts with a realistic library-size
   spread and a "non-targeting" control group, optionally with double perturbations.
 
-Choices where the spec is silent: "4 layers x 50 units" is read as four hidden layers followed
+Choices where the paper is silent: "4 layers x 50 units" is read as four hidden layers followed
 by a linear output layer; the paper simulation gets 500/100/100 "control" cells by default (the
 model does not need them, the design checks and data ATEs do); the count simulation gives every
 perturbation at least one active latent dimension.
@@ -211,9 +211,10 @@ def simulate_paper(
     cells_per_perturbation: tuple[int, int, int] = (500, 100, 100),
     n_control_cells: tuple[int, int, int] | None = None,
     n_groups: int = 0,
+    n_double: int = 0,
     seed: int = 0,
 ) -> AnnData:
-    """The paper's SAMS-VAE simulation for mask recovery (spec section 6).
+    """The paper's SAMS-VAE simulation for mask recovery (docs/model.md, section 6).
 
     x_i = h(z_i) / sd_g + eps_i, eps ~ Normal(0, 0.25 I): after division by its per-gene sd
     (over all simulated cells) the mean has unit variance, so the noise holds 0.25 / 1.25 = 20%
@@ -237,6 +238,10 @@ def simulate_paper(
     n_groups
         0 (the paper's setting) or the number of groups of consecutive perturbations that
         share a mask row and a sign pattern (see :func:`simulate_counts`).
+    n_double
+        Number of random pairs "A+B" added as double perturbations (d = 1_A + 1_B), each with
+        ``cells_per_perturbation`` cells; not in the paper (0), added because pairs tie the latent
+        geometry between the single perturbations' cell clouds (issue 11).
     seed
         Seed of every random draw.
 
@@ -269,19 +274,21 @@ def simulate_paper(
         group_of=group_of,
     )
     names = _names("P", n_perturbations)
-    counts = [n_control_cells or cells_per_perturbation] + [
-        cells_per_perturbation
-    ] * n_perturbations
-    condition = np.repeat(np.arange(-1, n_perturbations), [sum(c) for c in counts])  # -1: control
+    members = [()] + [(t,) for t in range(n_perturbations)]  # control first
+    if n_double:  # drawn only when asked, so the paper's setting keeps its random stream
+        members += _double_members(rng, n_perturbations, n_double)
+    counts = [n_control_cells or cells_per_perturbation] + [cells_per_perturbation] * (len(members) - 1)
+    condition = np.repeat(np.arange(len(members)), [sum(c) for c in counts])  # (N,) 0 = control
     split = np.concatenate([np.repeat(["train", "val", "test"], c) for c in counts])
-    shifts = np.vstack([np.zeros(n_latent), mask * embedding])  # (1 + T, K), control first
+    shifts = _one_hot_sum(members, n_perturbations) @ (mask * embedding)  # (C + 1, K)
     z_basal = rng.standard_normal((len(condition), n_latent))  # (N, K)
-    z = z_basal + shifts[condition + 1]  # (N, K)
+    z = z_basal + shifts[condition]  # (N, K)
     mean = _decode(_decoder_weights(rng, n_latent, n_genes), z)  # (N, G)
     mean /= mean.std(axis=0)
     noise_sd = np.sqrt(_NOISE_SHARE / (1 - _NOISE_SHARE))
     x = (mean + noise_sd * rng.standard_normal(mean.shape)).astype(np.float32)
-    labels = np.array(["control"] + names, dtype=object)[condition + 1]
+    conditions = ["control"] + ["+".join(names[t] for t in ms) for ms in members[1:]]
+    labels = np.array(conditions, dtype=object)[condition]
     truth = _truth(names, mask, embedding, mask_prob) | _group_truth(names, group_of)
     return _anndata(x, labels, split, z_basal, z, truth)
 

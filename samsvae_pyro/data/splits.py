@@ -1,11 +1,11 @@
-"""Train / validation / test splits of cells (spec section 6).
+"""Train / validation / test splits of cells (docs/model.md, section 6).
 
 Every function returns one split label per cell, a string array with values in
 :data:`SPLITS`. Cells labelled ``"excluded"`` belong to no split. All randomness comes from
 ``numpy.random.default_rng`` seeded by the ``seed`` / ``split_seed`` argument, so a split is a
 pure function of its arguments.
 
-Choices the spec leaves open: the Norman splits' "80/20" cell splits are taken over all cells of
+Choices the paper leaves open: the Norman splits' "80/20" cell splits are taken over all cells of
 the group at once (not per condition), with ``round`` for the held-out part; the test
 combinations are the last ``n - floor(3n/4)`` of the shuffled list, so at f = 0.75 training and
 test combinations are exactly complementary.
@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import numpy as np
 
+from samsvae_pyro._typing import SplitName
 from samsvae_pyro.data.labels import factorize_members, parse_label
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "excluded")
+SPLITS: tuple[str, ...] = get_args(SplitName)
 SPLIT_DTYPE = "<U8"
 _HELD_OUT = 0.2  # the "20" of each 80/20 cell split
 
@@ -123,7 +124,7 @@ def norman_ood_split(
 ) -> np.ndarray:
     """Norman out-of-distribution combination split.
 
-    Rule (spec section 6): shuffle the n distinct combinations with ``split_seed``; the first
+    Rule (docs/model.md, section 6): shuffle the n distinct combinations with ``split_seed``; the first
     ``floor(fraction n)`` are training combinations, the last ``n - floor(3n/4)`` (25%) are test
     combinations. Combination cells are split 80/20 into a test pool, the rest 80/20 into
     train / val pools. A combination cell is "train" / "val" if its combination is a training
@@ -174,7 +175,7 @@ def norman_data_efficiency_split(
 ) -> np.ndarray:
     """Norman data-efficiency split.
 
-    Rule (spec section 6): the same cell pools as :func:`norman_ood_split` (combination cells
+    Rule (docs/model.md, section 6): the same cell pools as :func:`norman_ood_split` (combination cells
     80/20 test, then 80/20 val; control and single cells 80/20 train/val), with every
     combination kept: all combination cells of the val and test pools are "val" / "test", and
     training keeps only the first ``floor(fraction m)`` of the m combination cells of the

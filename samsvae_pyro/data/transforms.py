@@ -1,4 +1,4 @@
-"""Library-size normalisation and the ATE transforms (spec section 5): the one home of the target library.
+"""Library-size normalisation and the ATE transforms (docs/model.md, section 5): the one home of the target library.
 
 f(x) = log2(1 + 1e4 x / sum_g x_g) ("perturbseq", used for every paper result) or f = identity ("mean",
 for continuous data). Rows whose total is zero map to zero instead of NaN.

@@ -1,4 +1,4 @@
-"""Straight-through relaxed Bernoulli (spec section 2).
+"""Straight-through relaxed Bernoulli (docs/model.md, section 2).
 
 The forward value is a hard 0/1 sample; gradients flow through the relaxed (Concrete) sample of the
 same noise; the density is the exact Bernoulli log-probability of the hard value, so the ELBO scores
@@ -36,7 +36,7 @@ class StraightThroughBernoulli(TorchDistribution):
     logits
         Log-odds of a one.
     temperature
-        Temperature of the relaxed sample that carries the gradient (spec: 1.0).
+        Temperature of the relaxed sample that carries the gradient (paper: 1.0).
     """
 
     arg_constraints = {"logits": constraints.real}

@@ -1,4 +1,4 @@
-"""Data average treatment effects (spec section 5, "Average treatment effect").
+"""Data average treatment effects (docs/model.md, section 5, "Average treatment effect").
 
 ATE_t = mean over cells labelled t of f(x) - mean over control cells of f(x), with
 f(x) = log2(1 + 1e4 x / sum_g x_g) ("perturbseq", used for every paper result) or f = identity

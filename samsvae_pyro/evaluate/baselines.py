@@ -1,4 +1,4 @@
-"""Simple ATE baselines that deep perturbation models must beat (spec section 8).
+"""Simple ATE baselines that deep perturbation models must beat (docs/model.md, section 8).
 
 Every baseline predicts the ATE of the conditions and genes of a reference ATE (``truth_like``,
 usually :func:`~samsvae_pyro.evaluate.data_ate` on all cells) from the data ATE of the training

@@ -1,7 +1,7 @@
 """Posterior perturbation effects on the latent state, read from the model itself (issue 6, latent structure).
 
 The effect of perturbation t is the latent shift the model gives a cell with dosage d = 1_t:
-e_t * m_t for SAMS-VAE (spec section 1), e_t for CPA-VAE. It is read as the model's return value z
+e_t * m_t for SAMS-VAE (docs/model.md, section 1), e_t for CPA-VAE. It is read as the model's return value z
 when the model runs with the guide's global draws conditioned, z_basal conditioned to zero and the
 identity dosage, so every family that shifts its latent state per perturbation is handled without
 re-deriving its generative process. The posterior mean is averaged per joint draw of the globals,

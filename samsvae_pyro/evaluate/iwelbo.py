@@ -1,4 +1,4 @@
-"""Held-out importance-weighted ELBO (spec section 5), computed from vectorised Pyro traces.
+"""Held-out importance-weighted ELBO (docs/model.md, section 5), computed from vectorised Pyro traces.
 
 Predictive IWELBO (the paper's): S global draws (E, M) ~ q are made once and shared by every cell and
 batch; draw s is paired with z_basal^(s) ~ q(z_basal | x_i, d_i, E^(s), M^(s)), and

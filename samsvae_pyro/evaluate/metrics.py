@@ -1,4 +1,4 @@
-"""Metrics between predicted and true ATE matrices, and between cell sets (spec sections 5 and 8).
+"""Metrics between predicted and true ATE matrices, and between cell sets (docs/model.md, sections 5 and 8).
 
 Section 5 (the paper): Pearson r and R^2 of the flattened (conditions x genes) ATE matrices, on all
 genes and on each condition's top-20 genes by |true ATE|, for all conditions and per split.
@@ -34,6 +34,8 @@ from anndata import AnnData
 from scipy.spatial.distance import cdist
 
 from samsvae_pyro.evaluate.ate import SPLIT_COLUMNS
+
+MIN_ABS_EFFECT = 0.5  # entries with |reference ATE| above this enter the slope
 
 
 def ate_metrics(
@@ -369,3 +371,22 @@ def _subset_summary(
         f"mse_top{top_k}": means[f"mse_top{top_k}"],
         "rank": means["rank"],
     }
+
+
+def ate_slope(predicted: np.ndarray, reference: np.ndarray, *, min_abs: float = MIN_ABS_EFFECT) -> float:
+    """Least-squares slope of ``predicted`` on ``reference`` over entries with |reference| > ``min_abs``.
+
+    1 means effects at their true size; below 1, shrinkage toward zero. NaN with fewer than 3 such entries.
+
+    Examples
+    --------
+    >>> ate_slope(np.array([0.0, 1.0, -2.0, 3.0]), np.array([0.1, 2.0, -4.0, 6.0]))
+    0.5
+    """
+    predicted, reference = np.asarray(predicted, float).ravel(), np.asarray(reference, float).ravel()
+    keep = np.isfinite(predicted) & np.isfinite(reference) & (np.abs(reference) > min_abs)
+    if keep.sum() < 3:
+        return float("nan")
+    x, y = reference[keep], predicted[keep]
+    x_centred = x - x.mean()
+    return float((x_centred * (y - y.mean())).sum() / (x_centred**2).sum())

@@ -1,4 +1,4 @@
-"""Posterior-predictive and counterfactual sampling on the one model (spec section 5).
+"""Posterior-predictive and counterfactual sampling on the one model (docs/model.md, section 5).
 
 Everything here runs the model itself under Pyro handlers: globals are drawn from the guide and fixed
 with ``poutine.condition``; z_basal comes either from the model's prior (generative / ATE) or from

@@ -1,4 +1,4 @@
-"""Guide pieces every SAMS-VAE guide shares: the mask posterior and the basal encoder (spec section 2)."""
+"""Guide pieces every SAMS-VAE guide shares: the mask posterior and the basal encoder (docs/model.md, section 2)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ class MaskPosterior(nn.Module):
     mask_prior
         The model's ``mask_prior``: decides which sites exist (none for ``None``).
     temperature
-        Temperature of the straight-through relaxation (spec: 1).
+        Temperature of the straight-through relaxation (paper: 1).
     gradient
         ``"straight_through"`` (pathwise, any estimator) or ``"score"`` (a plain Bernoulli whose gradient
         comes from the score function; use ``estimator="tracegraph"``, which adds a decaying-average baseline).
     init_logit
-        Initial lambda (spec: 0).
+        Initial lambda (paper: 0).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Guide of the conditional VAE: prod_i q(z_i | x~_i, d_i) (spec section 4)."""
+"""Guide of the conditional VAE: prod_i q(z_i | x~_i, d_i) (docs/model.md, section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Correlated guide q(M) q(E | M) q(z_basal | x, D, E, M) (spec section 2)."""
+"""Correlated guide q(M) q(E | M) q(z_basal | x, D, E, M) (docs/model.md, section 2)."""
 
 from __future__ import annotations
 

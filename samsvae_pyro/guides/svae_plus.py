@@ -1,4 +1,4 @@
-"""Guide of SVAE+: q(pi) q(M) prod_i q(z_i | x~_i), with z_basal = z - d (M * mu) (spec section 4)."""
+"""Guide of SVAE+: q(pi) q(M) prod_i q(z_i | x~_i), with z_basal = z - d (M * mu) (docs/model.md, section 4)."""
 
 from __future__ import annotations
 

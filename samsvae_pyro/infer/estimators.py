@@ -1,4 +1,4 @@
-"""ELBO estimators by name, and the check that an estimator can train a given guide (spec section 3).
+"""ELBO estimators by name, and the check that an estimator can train a given guide (docs/model.md, section 3).
 
 ==============  =====================  ==================================================================
 name            Pyro class             gradients

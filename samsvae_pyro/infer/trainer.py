@@ -1,4 +1,4 @@
-"""The one SVI training loop every model family uses (spec section 3).
+"""The one SVI training loop every model family uses (docs/model.md, section 3).
 
 Adam with weight decay, global gradient-norm clipping, validation every ``val_every`` steps with the
 best checkpoint kept in memory and restored at the end, optional early stopping, a clear error on a
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.infer.estimators import make_elbo
+from samsvae_pyro.infer.options import check_training_arguments
 from samsvae_pyro.infer.schedules import LatentScale, ScheduleSpec, make_schedules
 from samsvae_pyro.infer.weighting import weighting_context
 
@@ -78,6 +79,11 @@ class SVITrainer:
     lr_globals
         Learning rate of the guide's global variational parameters (``guide.global_parameters()``);
         ``None``: ``lr`` for everything.
+    hooks
+        Objects changing the optimisation itself (see :mod:`samsvae_pyro.infer.sparse_mask`): each may
+        define ``configure_optimizer(trainer)`` (once, here), ``before_step(trainer)``, ``penalty(trainer)``
+        (a scalar tensor or ``None``, added to the minimised loss; the reported loss stays the -ELBO) and
+        ``after_step(trainer)``.
     """
 
     def __init__(
@@ -85,8 +91,11 @@ class SVITrainer:
         lr: float = 3e-4, weight_decay: float = 1e-6, clip_norm: float | None = 100.0,
         weighting: str = "plated", cells_per_perturbation: dict[str, Tensor] | None = None,
         validate_every_step: bool = False, schedules: dict[str, ScheduleSpec] | None = None,
-        lr_globals: float | None = None,
+        lr_globals: float | None = None, hooks: Iterable = (),
     ):
+        check_training_arguments(n_particles=n_particles, lr=lr, weight_decay=weight_decay, clip_norm=clip_norm,
+                                 lr_globals=lr_globals)
+        self.hooks = list(hooks)
         self.modules = nn.ModuleDict({"model": model, "guide": guide})
         self.schedules = make_schedules(schedules)
         if "mask_temperature" in self.schedules and not hasattr(getattr(guide, "mask", None), "temperature"):
@@ -98,6 +107,7 @@ class SVITrainer:
         self.clip_norm = clip_norm
         self.validate_every_step, self._validated = validate_every_step, False
         self.optimizer = _adam(_param_groups(self.modules, guide, lr_globals), lr=lr, weight_decay=weight_decay)
+        self._call_hooks("configure_optimizer")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val, self.best_step, self.best_state = math.inf, 0, None
         self.history: list[dict] = []
@@ -139,8 +149,12 @@ class SVITrainer:
         if "mask_temperature" in values:
             self.modules["guide"].mask.temperature = values["mask_temperature"]
 
+    def _call_hooks(self, method: str) -> list:
+        return [getattr(hook, method)(self) for hook in self.hooks if hasattr(hook, method)]
+
     def train_step(self, batch: Batch) -> float:
         self._apply_schedules()
+        self._call_hooks("before_step")
         self.optimizer.zero_grad(set_to_none=True)
         try:
             value = self.loss(batch)
@@ -148,12 +162,16 @@ class SVITrainer:
             if "invalid values" not in str(error):
                 raise
             value = math.nan
+        penalties = [p for p in self._call_hooks("penalty") if p is not None]
+        if penalties:
+            sum(penalties).backward()
         norm = (torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
                 if self.clip_norm is not None else torch.zeros(()))
         if not (math.isfinite(value) and torch.isfinite(norm)):
             self._diverged(value)
         self.optimizer.step()
         self.step += 1
+        self._call_hooks("after_step")
         return value
 
     def _diverged(self, value: float) -> None:
@@ -195,6 +213,8 @@ class SVITrainer:
         The best-validation checkpoint is restored at the end (the last one without validation data).
         ``callback(trainer)`` runs after every step (schedules, logging).
         """
+        check_training_arguments(max_steps=max_steps, val_every=val_every,
+                                 early_stopping_patience=early_stopping_patience, seed=seed)
         if self.step == 0:
             pyro.set_rng_seed(seed)
         stale, start = 0, time.perf_counter()

@@ -1,4 +1,4 @@
-"""Minibatch weighting of the ELBO terms, as Pyro handlers (spec section 3).
+"""Minibatch weighting of the ELBO terms, as Pyro handlers (docs/model.md, section 3).
 
 Both are unbiased for the full-data ELBO:
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 from typing import get_args
 
-import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from torch import Tensor

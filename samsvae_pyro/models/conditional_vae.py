@@ -1,4 +1,4 @@
-"""Conditional VAE (spec section 4): no global latents, the dosages enter the decoder directly.
+"""Conditional VAE (docs/model.md, section 4): no global latents, the dosages enter the decoder directly.
 
 The cell latent is the site ``z_basal`` (it is the perturbation-independent state here too), so the
 shared evaluation path (IWELBO, ATE, counterfactual prediction) applies unchanged. Deviations: none.

@@ -1,4 +1,4 @@
-"""CPA-VAE (spec section 4): SAMS-VAE with the mask fixed to one.
+"""CPA-VAE (docs/model.md, section 4): SAMS-VAE with the mask fixed to one.
 
 Built from :class:`~samsvae_pyro.models.sams_vae.SAMSVAEModel` with ``mask_prior=None``; nothing is
 re-implemented. Deviations from the paper: none.

@@ -1,4 +1,4 @@
-"""SAMS-VAE generative model (spec section 1).
+"""SAMS-VAE generative model (docs/model.md, section 1).
 
 Deviations from the authors' code: none in the model. The "poisson" likelihood is library-scaled
 (see :mod:`samsvae_pyro.nn.likelihoods`).
@@ -58,6 +58,9 @@ class SAMSVAEModel(PyroModule):
         then its initial value.
     embedding_prior_scale
         sigma_e.
+    learn_embedding_prior_scale
+        Learn sigma_e by maximising the ELBO (empirical Bayes) instead of fixing it; ``embedding_prior_scale``
+        is then its initial value.
     n_hidden, n_layers, activation
         Decoder MLP (paper: 400, 1, LeakyReLU).
     """
@@ -65,7 +68,7 @@ class SAMSVAEModel(PyroModule):
     def __init__(
         self, n_genes: int, n_perturbations: int, n_latent: int, *, likelihood: Likelihood = "nb",
         mask_prior: MaskPrior | None = "bernoulli", mask_prior_prob: float = 0.01, learn_mask_prior: bool = False,
-        embedding_prior_scale: float = 1.0, n_hidden: int = 400, n_layers: int = 1,
+        embedding_prior_scale: float = 1.0, learn_embedding_prior_scale: bool = False, n_hidden: int = 400, n_layers: int = 1,
         activation: str = "leaky_relu",
     ):
         super().__init__()
@@ -82,7 +85,13 @@ class SAMSVAEModel(PyroModule):
             self.mask_prior_logit = nn.Parameter(logit)
         else:
             self.register_buffer("mask_prior_logit", logit, persistent=False)  # rebuilt from the config
-        self.embedding_prior_scale = embedding_prior_scale
+        if not embedding_prior_scale > 0:
+            raise ValueError(f"embedding_prior_scale must be positive, got {embedding_prior_scale}.")
+        log_scale = torch.tensor(float(embedding_prior_scale)).log()
+        if learn_embedding_prior_scale:
+            self.embedding_prior_log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("embedding_prior_log_scale", log_scale, persistent=False)  # rebuilt from the config
         self.head = LikelihoodHead(likelihood, n_genes)
         self.decoder = MLP((n_latent,), self.head.n_outputs, n_hidden=n_hidden, n_layers=n_layers,
                            activation=activation)
@@ -91,6 +100,11 @@ class SAMSVAEModel(PyroModule):
     @property
     def likelihood(self) -> str:
         return self.head.likelihood
+
+    @property
+    def embedding_prior_scale(self) -> Tensor:
+        """sigma_e (a learned parameter with ``learn_embedding_prior_scale``)."""
+        return self.embedding_prior_log_scale.exp()
 
     def embedding_prior(self) -> dist.TorchDistribution:
         return dist.Normal(self._zeros, self.embedding_prior_scale).to_event(1)

@@ -1,4 +1,4 @@
-"""SVAE+ (spec section 4; Lopez et al. 2022, sparse mechanism shift): a learned shift, sparsely masked.
+"""SVAE+ (docs/model.md, section 4; Lopez et al. 2022, sparse mechanism shift): a learned shift, sparsely masked.
 
 The paper writes z_i ~ N(m_t(i) * mu_t(i), I). Here the model samples z_basal_i ~ N(0, I) and sets
 z_i = z_basal_i + d_i (M * mu), the same distribution, so that every family shares the site z_basal

@@ -1,7 +1,7 @@
-"""Observation models p(x | decoder output, library): "nb", "poisson", "normal" (spec section 1).
+"""Observation models p(x | decoder output, library): "nb", "poisson", "normal" (docs/model.md, section 1).
 
 Each head knows how many decoder outputs it needs per gene and turns them into a Pyro distribution
-with event shape (G,). Deviation from the spec: "poisson" uses the library-scaled softmax mean of
+with event shape (G,). Deviation from the paper: "poisson" uses the library-scaled softmax mean of
 "nb" (the theta -> infinity limit) instead of a free softplus rate, so that predictions at a fixed
 library size (ATE at l = 1e4) mean the same thing for every count likelihood.
 """

@@ -1,4 +1,4 @@
-"""Residual MLP shared by decoders, encoders and the correlated embedding guide (spec section 1)."""
+"""Residual MLP shared by decoders, encoders and the correlated embedding guide (docs/model.md, section 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The evaluation report of a trained model (issue "Evaluation", item 7; spec sections 5 and 8).
+"""The evaluation report of a trained model (issue "Evaluation", item 7; docs/model.md, sections 5 and 8).
 
 :func:`evaluate_run` runs every evaluation that applies to a trained model and writes it to one
 directory:
@@ -9,7 +9,11 @@ directory:
 - ``iwelbo_per_cell.csv``, ``per_condition_metrics.csv``;
 - ``ate_model.h5ad`` (posterior mean ATE, 90% credible bounds in layers "lower"/"upper") and
   ``ate_data.h5ad`` (the data ATE);
-- PNG plots: ``ate_scatter.png``, ``per_condition_metrics.png``, ``mask_heatmap.png``, ``training_curves.png``.
+- PNG plots: ``ate_scatter.png``, ``per_condition_metrics.png``, ``mask_heatmap.png``, ``training_curves.png``;
+- the calibration check (issue 14): ``calibration_per_condition.csv`` and ``calibration.png`` (nominal vs
+  observed coverage of held-out cells' data ATE by posterior-predictive intervals, and of the true ATE by the
+  population intervals on simulations), with coverage, Pearson r, slope and calibration slope in
+  ``metrics.json`` under "calibration".
 
 Where an evaluation does not apply (no held-out cells, no control cells, no simulation truth, a
 baseline that cannot be fitted, a model without a mask: CPA-VAE, conditional VAE), its entry says
@@ -18,7 +22,7 @@ failing.
 
 Choices beyond the issue text:
 
-- The data ATE uses every cell (spec section 5); conditions are scored per subset: all, those with
+- The data ATE uses every cell (docs/model.md, section 5); conditions are scored per subset: all, those with
   cells in each split (train / val / test), and "unseen", the conditions without training cells
   (e.g. held-out combinations), when there are any.
 - Count models use the "perturbseq" ATE; a "normal"-likelihood model (continuous data) uses the
@@ -65,13 +69,17 @@ from samsvae_pyro.evaluate.cell_eval import (
 )
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery
 from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_condition_metrics
-from samsvae_pyro.files import write_text
 from samsvae_pyro.evaluate.plots import (
+    ATE_UNIT,
     plot_ate_scatter,
+    plot_calibration,
     plot_mask_heatmap,
     plot_metric_distribution,
     plot_training_curves,
 )
+from samsvae_pyro.device import torch_threads
+from samsvae_pyro.files import write_text
+from samsvae_pyro.runs.findings import TOP_GENES, report_warnings, top_genes_table, top_responding_genes
 from samsvae_pyro.runs.layout import (
     ATE_DATA,
     ATE_MODEL,
@@ -83,9 +91,11 @@ from samsvae_pyro.runs.layout import (
     write_h5ad,
     write_json,
 )
+from samsvae_pyro.runs.criticism import link_check_section
 from samsvae_pyro.runs.render import jsonable, markdown_report
 
 INTERVAL = 0.9
+CALIBRATION_CSV, CALIBRATION_PLOT = "calibration_per_condition.csv", "calibration.png"
 UNSEEN = "in_unseen"  # extra subset column: conditions without training cells
 BASELINES = ("control_mean", "training_mean", "additive", "linear")
 _SCALARS = ("precision", "recall", "f1", "auroc", "fraction_on", "fraction_true", "true_positives")
@@ -118,9 +128,9 @@ def evaluate_run(
         :func:`~samsvae_pyro.data.simulate_paper`: "mask" and "perturbations" give mask recovery, "true_ate"
         and "true_ate_conditions" give interval coverage. ``None`` skips both.
     n_particles
-        Particles of the held-out IWELBO (spec: 100).
+        Particles of the held-out IWELBO (paper: 100).
     ate_draws, ate_samples_per_draw
-        Global posterior draws of the model ATE and (z_basal, x) samples per draw (spec: 50 x 50 = 2500).
+        Global posterior draws of the model ATE and (z_basal, x) samples per draw (paper: 50 x 50 = 2500).
     top_k
         Genes per condition, largest |data ATE| first, of the "top" metrics.
     plots
@@ -157,7 +167,15 @@ def evaluate_run(
     """
     if cell_eval and cell_eval_version() is None:
         raise ValueError(INSTALL_HINT)
-    out = Path(output_dir)
+    with torch_threads(model.threads):
+        return _evaluate(model, Path(output_dir), truth=truth, n_particles=n_particles, ate_draws=ate_draws,
+                         ate_samples_per_draw=ate_samples_per_draw, top_k=top_k, plots=plots, cell_eval=cell_eval,
+                         cell_eval_profile=cell_eval_profile, seed=seed)
+
+
+def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] | None, n_particles: int,
+              ate_draws: int, ate_samples_per_draw: int, top_k: int, plots: bool, cell_eval: bool,
+              cell_eval_profile: str, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     method = ate_method(model.model.head.is_count)
     report: dict[str, Any] = {
@@ -174,22 +192,62 @@ def evaluate_run(
     if cell_eval:
         report["cell_eval"] = _cell_eval_section(model, ates, profile=cell_eval_profile, seed=seed)
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
-    report["plots"] = _plots(model, ates, mask, out, top_k=top_k) if plots else {"skipped": "plots=False"}
+    report["calibration"] = _calibration_section(model, out, truth, method=method, draws=ate_draws, plots=plots,
+                                                 seed=seed)
+    report["plots"] = (_plots(model, ates, mask, out, top_k=top_k, method=method) if plots
+                       else {"skipped": "plots=False"})
+    report["top_genes"] = _top_genes_section(ates, out)
     report = jsonable(report)
+    report["warnings"] = report_warnings(report)
     write_json(report, out / METRICS)
     write_text(out / METRICS_MD, markdown_report(report))
+    link_check_section(out)  # an earlier `samsvae check` report in the same directory stays linked
     return report
 
 
 # ---------------------------------------------------------------- sections
 
 
+def _calibration_section(model: PerturbationModel, out: Path, truth: Mapping[str, Any] | None, *, method: str,
+                         draws: int, plots: bool, seed: int) -> dict:
+    """Issue 14's check: posterior-predictive coverage of held-out cells' data ATE (per condition, at 50/80/90/95%),
+    Pearson r, slope and calibration slope; with a true ATE, the population intervals' coverage of it too."""
+    split = next((s for s in ("test", "val") if (np.asarray(model.data.split) == s).any()), None)
+    if split is None:
+        return {"skipped": "no test or validation cells to check the intervals on"}
+    usable = truth is not None and _true_ate_problem(model, {}, truth, method=method) is None
+    try:
+        scores = model.ate_calibration(split, truth=truth if usable else None, method=method, seed=seed,
+                                       n_global_draws=draws, samples_per_draw=200, n_predictive_draws=2 * draws)
+    except ValueError as error:  # e.g. no control cells among the held-out cells
+        return {"skipped": str(error)}
+    section: dict[str, Any] = {"split": split, "file": CALIBRATION_CSV}
+    for kind in ("predictive", "population"):
+        if kind in scores:
+            summary = dict(scores[kind])
+            summary["n_conditions"] = len(summary.pop("per_condition"))
+            section[kind] = summary
+    write_csv(scores["predictive"]["per_condition"], out / CALIBRATION_CSV)
+    if plots:
+        curves = {f"(b) {split} cells' data ATE, predictive": scores["predictive"]["coverage"]}
+        slopes = {name: scores["predictive"]["calibration_slope"] for name in curves}
+        if "population" in scores:
+            name = "(a) true ATE, population"
+            curves[name], slopes[name] = scores["population"]["coverage"], scores["population"]["slope"]
+        plot_calibration(curves, out / CALIBRATION_PLOT, slopes=slopes)
+        section["plot"] = CALIBRATION_PLOT
+    return section
+
+
 def _model_summary(model: PerturbationModel) -> dict:
     data, history = model.data, getattr(model, "history", None)
     guide = model.guide_spec if isinstance(model.guide_spec, str) else type(model.guide).__name__
+    if history is not None and len(history):
+        steps = int(history["step"].max())
+    else:  # a loaded model keeps its trainer state; one that was never trained has none
+        steps = int(model.trainer_state["counters"][0]) if model.trainer_state else 0
     return {"class": type(model).__name__, "guide": guide, "n_cells": data.n_cells, "n_genes": data.n_genes,
-            "n_perturbations": data.n_perturbations,
-            "trained_steps": int(history["step"].max()) if history is not None and len(history) else None}
+            "n_perturbations": data.n_perturbations, "trained_steps": steps}
 
 
 def _iwelbo_section(model: PerturbationModel, out: Path, *, n_particles: int, seed: int) -> dict:
@@ -308,14 +366,24 @@ def _linear(design: Any, data: AnnData, method: str) -> AnnData:
 
 
 def _subsets(data: AnnData, columns: tuple[str, ...]) -> dict:
-    """Size and meaning of each condition subset; ``same_as_all`` when it holds every condition."""
-    subsets = {"all": {"n_conditions": data.n_obs, "description": "every condition", "same_as_all": True}}
+    """Size and meaning of each condition subset; ``same_as_all`` when it holds every condition, ``same_as``
+    the first earlier subset with exactly the same conditions (its scores would repeat that one's; never
+    for the held-out subset), and for the conditions without training cells their labels."""
+    subsets = {"all": {"n_conditions": data.n_obs, "description": "every condition", "same_as_all": True,
+                       "same_as": None}}
+    seen = {"all": np.ones(data.n_obs, dtype=bool)}
     for column in columns:
         members = data.obs[column].to_numpy(dtype=bool)
+        name = column.removeprefix("in_")
         described = ("conditions without training cells" if column == UNSEEN
-                     else f"conditions with cells in the {column.removeprefix('in_')} split")
-        subsets[column.removeprefix("in_")] = {"n_conditions": int(members.sum()), "description": described,
-                                               "same_as_all": bool(members.all())}
+                     else f"conditions with cells in the {name} split")
+        same = None if column == UNSEEN else next(  # the held-out conditions keep their own row
+            (earlier for earlier, held in seen.items() if np.array_equal(held, members)), None)
+        subsets[name] = {"n_conditions": int(members.sum()), "description": described,
+                         "same_as_all": bool(members.all()), "same_as": same if members.any() else None}
+        if column == UNSEEN:
+            subsets[name]["conditions"] = [str(c) for c in data.obs_names[members]]
+        seen[name] = members
     return subsets
 
 
@@ -332,6 +400,15 @@ def _per_condition_section(ates: dict, out: Path, *, top_k: int) -> dict:
     ates["per_condition"] = table
     write_csv(table, out / PER_CONDITION)
     return {"file": PER_CONDITION, "mean": table.mean().to_dict(), "median": table.median().to_dict()}
+
+
+def _top_genes_section(ates: dict, out: Path, *, shown: int = 20) -> list[dict] | dict:
+    """Every condition's top responding genes to ``top_genes.csv``; the first ``shown`` (held-out first) kept."""
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    rows = top_responding_genes(ates["data"], ates["model"], n_conditions=None)
+    write_csv(top_genes_table(rows).set_index("condition"), out / TOP_GENES)
+    return rows[:shown]
 
 
 def _mask_probabilities(model: PerturbationModel) -> pd.DataFrame | str:
@@ -397,10 +474,12 @@ def _true_ate_problem(model: PerturbationModel, ates: dict, truth: Mapping[str, 
     return None
 
 
-def _plots(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int) -> dict:
+def _plots(model: PerturbationModel, ates: dict, mask: pd.DataFrame | str, out: Path, *, top_k: int,
+           method: str) -> dict:
     """Write the PNG plots that apply; each entry is a file name or ``{"skipped": reason}``."""
+    unit = ATE_UNIT if method == "perturbseq" else "difference of mean values"
     makers = {
-        "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k),
+        "ate_scatter": lambda path: plot_ate_scatter(ates["model"], ates["data"], path, top_k=top_k, unit=unit),
         "per_condition_metrics": lambda path: plot_metric_distribution(ates["per_condition"], path),
         "mask_heatmap": lambda path: _plot_mask(mask, path),
         "training_curves": lambda path: _plot_history(getattr(model, "history", None), path),

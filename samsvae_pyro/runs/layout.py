@@ -1,5 +1,20 @@
 """A run directory: the name of every file in it, and the one ``save_run`` / ``load_run``.
 
+file                      content                                                            written by
+========================  =================================================================  ======================
+``config.json``           how to rebuild the model (class, arguments, guide, setup, design,  :func:`save_run`
+                          checksum of the checkpoint)
+``checkpoint.pt``         parameters and trainer state (best-validation parameters)          :func:`save_run`
+``history.csv``           step, training and validation loss                                 :func:`save_run`
+``experiment.yaml``       the resolved experiment config (runs of a config only)              :mod:`.train`
+``metrics.json`` / .md    the evaluation report; a finished run is one with metrics          :mod:`.evaluation`
+``iwelbo_per_cell.csv``,  per-cell IWELBO, per-condition metrics, data and model ATE, plots   :mod:`.evaluation`
+``per_condition_metrics.csv``, ``ate_data.h5ad``, ``ate_model.h5ad``, ``*.png``
+``interpret.json``, CSV   the latent-structure analysis                                      :mod:`.interpretation`
+``ppc.json``, ``ppc_*``   posterior predictive checks: summaries, every unit, figures         :mod:`.criticism`
+``predictions.h5ad``      ``samsvae predict``'s default output                                the CLI
+========================  =================================================================  ======================
+=======
 - ``config.json`` (how to rebuild the model: class, arguments, guide, setup, design, checksum of the
   checkpoint), ``checkpoint.pt`` (parameters of the best validation loss, trainer state), ``history.csv``
   (step, training and validation loss): :func:`save_run`;
@@ -8,6 +23,8 @@
   ``ate_data.h5ad``, ``ate_model.h5ad`` and PNG plots: the evaluation report (:mod:`.evaluation`); a
   finished run is one with ``metrics.json``;
 - ``interpret.json`` and its CSV tables and plots: the latent-structure analysis (:mod:`.interpretation`);
+- ``ppc.json``, ``ppc_summary.md`` / ``.csv``, ``ppc_table.csv.gz`` and ``ppc_*.png``: posterior predictive checks
+  (:mod:`.criticism`);
 - ``predictions.h5ad``: ``samsvae predict``'s default output.
 
 A sweep directory (:mod:`.sweep`) holds ``sweep.yaml``, ``runs.csv``, ``summary.csv``, ``summary.md`` and
@@ -32,7 +49,7 @@ from anndata import AnnData
 
 from samsvae_pyro.api import FAMILIES, PerturbationModel
 from samsvae_pyro.api.persistence import CHECKPOINT, MODEL_CONFIG, SavedModelError, read_model_config
-from samsvae_pyro.data.simulate import TRUTH_KEY  # adata.uns key of a simulation's ground truth
+from samsvae_pyro.data.simulate import TRUTH_KEY  # noqa: F401  (re-exported: the truth key of a run's data)
 from samsvae_pyro.files import atomic_path, write_text
 
 HISTORY = "history.csv"
@@ -43,6 +60,8 @@ PER_CONDITION = "per_condition_metrics.csv"
 ATE_DATA, ATE_MODEL = "ate_data.h5ad", "ate_model.h5ad"
 INTERPRET = "interpret.json"
 PREDICTIONS = "predictions.h5ad"
+PPC, PPC_SUMMARY_MD, PPC_SUMMARY_CSV, PPC_TABLE = "ppc.json", "ppc_summary.md", "ppc_summary.csv", "ppc_table.csv.gz"
+PPC_FIGURE = "ppc_{kind}_{mode}.png"
 MODEL_FILES = (MODEL_CONFIG, CHECKPOINT)
 # a sweep directory (:mod:`.sweep`): one run directory per run under RUNS_DIR, and the tables
 RUNS_DIR, RUNS_TABLE, SWEEP_FILE = "runs", "runs.csv", "sweep.yaml"

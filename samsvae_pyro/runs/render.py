@@ -69,27 +69,110 @@ def markdown_table(frame: pd.DataFrame, digits: Mapping[str, int] | None = None)
 # ---------------------------------------------------------------- the evaluation report (metrics.md)
 
 
+def _glossary(report: Mapping[str, Any]) -> list[str]:
+    """The terms of the report in a few lines, for a reader who is not a machine-learning specialist."""
+    settings = report["settings"]
+    unit = ("log2 fold change of expression normalised to 10,000 counts per cell, perturbed cells vs control cells"
+            if settings.get("ate_method", "perturbseq") == "perturbseq"
+            else "difference of the mean values, perturbed cells vs control cells")
+    k = settings.get("top_k", 20)
+    lines = ["## How to read this report", "",
+            f"- **ATE** (average treatment effect) of a condition, per gene: {unit}. The *data* ATE is measured on "
+            "the cells; the *model* ATE is predicted from cells the model generates.",
+            "- **ATE r**: Pearson correlation between predicted and observed ATEs over all (condition, gene) pairs "
+            f"(1 is perfect, 0 no relation); *top-{k}*: only each condition's {k} most changed genes.",
+            "- **delta r**: the same correlation across genes within one condition, averaged over conditions; "
+            "**rank**: how often another condition's observed change is closer to a prediction than its own "
+            "(0 is perfect, 0.5 is chance).",
+            "- **IWELBO** (importance-weighted evidence lower bound): how probable the model finds held-out cells, "
+            "in nats per cell; higher is better, and only differences between models on the same cells mean "
+            "something (1 nat = e times more probable).",
+            "- **Baselines**: *control mean* predicts no change; *training mean* gives every condition the average "
+            "change of the training conditions; *additive* sums a combination's single effects; *linear* is a ridge "
+            "regression on gene embeddings. A useful model beats them."]
+    if "skipped" not in report.get("truth", {"skipped": ""}):
+        lines.append("- **mask F1 / AUROC** (simulations): agreement of the inferred sparse mask with the true one "
+                     "(1 is perfect; AUROC 0.5 is chance); **coverage**: fraction of true effects inside the 90% "
+                     "credible intervals.")
+    return lines + ["", "Definitions in full: docs/model.md, section 5."]
+
+
+def _warning_lines(report: Mapping[str, Any]) -> list[str]:
+    warnings = report.get("warnings") or []
+    return ["## Warnings", ""] + [f"- **{text}**" for text in warnings] + [""] if warnings else []
+
+
+def _held_out_lines(report: Mapping[str, Any]) -> list[str]:
+    ate = report["ate"]
+    if "skipped" in ate:
+        return []
+    unseen = ate["subsets"].get("unseen", {}).get("conditions")
+    if unseen:
+        return [f"Held out of training ({_count(len(unseen), 'condition')}, scored in the \"unseen\" columns): "
+                + ", ".join(unseen) + ".", ""]
+    return ["No condition was held out of training: the held-out (test) cells belong to conditions the model "
+            "saw in training, so these scores measure fit to new cells, not prediction of new conditions.", ""]
+
+
+def _top_gene_lines(report: Mapping[str, Any]) -> list[str]:
+    rows = report.get("top_genes")
+    if not rows or "skipped" in rows:
+        return []
+    lines = ["## Top responding genes", "", "Each condition's most changed genes: observed ATE (predicted ATE). "
+             "Held-out conditions first.", "", "| condition | genes |", "|---|---|"]
+    for row in rows:
+        genes = ", ".join(f"{gene} {format_number(observed, 2)} ({format_number(predicted, 2)})"
+                          for gene, observed, predicted in zip(row["genes"], row["observed"], row["predicted"]))
+        lines.append(f"| {row['condition']}{' (held out)' if row['held_out'] else ''} | {genes} |")
+    return lines
+
+
 def markdown_report(report: Mapping[str, Any]) -> str:
     """The Markdown page of a report dict (as returned by :func:`~samsvae_pyro.runs.evaluate_run`)."""
     model, settings = report["model"], report["settings"]
-    lines = [f"# Evaluation of {model['class']} ({model['guide']} guide)", "",
+    lines = [f"# Evaluation of {model['class']} ({model['guide']} guide)", ""] + _warning_lines(report) + [
              f"{model['n_cells']} cells x {model['n_genes']} genes, {model['n_perturbations']} perturbations; "
              f"trained steps: {model['trained_steps'] if model['trained_steps'] is not None else 'unknown'}. "
              f"IWELBO with {settings['n_particles']} particles; model ATE from {settings['ate_draws']} x "
              f"{settings['ate_samples_per_draw']} posterior-predictive samples ({settings['ate_method']} method); "
              f"ATE scored against the data ATE on all cells.", ""]
+    lines += _held_out_lines(report) + _glossary(report) + [""]
     lines += _summary_table(report) + [""] + _centred_table(report) + _cell_eval_tables(report)
-    lines += _model_detail(report) + [""] + _truth_lines(report)
+    lines += _model_detail(report) + [""] + _top_gene_lines(report) + [""]
+    lines += _truth_lines(report) + _calibration_lines(report)
     skipped = list(_skipped(report))
     if skipped:
         lines += ["", "## Not evaluated", ""] + [f"- {where}: {reason}" for where, reason in skipped]
     return "\n".join(lines) + "\n"
 
 
+def _calibration_lines(report: Mapping[str, Any]) -> list[str]:
+    """Issue 14's check: coverage of the ATE intervals at each level, with the slopes next to Pearson r."""
+    section = report.get("calibration")
+    if not section or "skipped" in section:
+        return []
+    kinds = (("predictive", f"(b) posterior-predictive intervals vs the {section['split']} cells' data ATE"),
+             ("population", "(a) population intervals vs the true ATE"))
+    lines = ["", "## Calibration of the ATE intervals", "",
+             "Observed coverage at each nominal level (ideal: equal). Slope: model on reference (below 1: shrunk, "
+             "or a noisy reference); calibration slope: reference on model (1: effects at their observed size, "
+             "above 1: shrunk). Plot: `calibration.png`; per condition: `calibration_per_condition.csv`.", "",
+             "| intervals | " + " | ".join(f"{float(level):.0%}" for level in section["predictive"]["coverage"])
+             + " | Pearson r | slope | calibration slope |", "|---" * 8 + "|"]
+    for kind, label in kinds:
+        if kind in section:
+            scores = section[kind]
+            lines.append(f"| {label} | " + " | ".join(format_number(v) for v in scores["coverage"].values())
+                         + f" | {format_number(scores['pearson'])} | {format_number(scores['slope'])} | "
+                         f"{format_number(scores['calibration_slope'])} |")
+    return lines
+
+
 def _table_subsets(ate: Mapping[str, Any]) -> list[str]:
-    """"all" and every non-empty subset that differs from it (identical columns would only repeat "all")."""
+    """"all" and every non-empty subset whose conditions differ from every earlier one's (identical subsets
+    would only repeat the same scores)."""
     return [name for name, info in ate.get("subsets", {}).items()
-            if name == "all" or (info["n_conditions"] > 0 and not info["same_as_all"])]
+            if name == "all" or (info["n_conditions"] > 0 and not info["same_as_all"] and not info.get("same_as"))]
 
 
 def _summary_table(report: Mapping[str, Any]) -> list[str]:
@@ -115,11 +198,12 @@ def _summary_table(report: Mapping[str, Any]) -> list[str]:
         row += [format_number(value) if is_model else "–" for value in extra.values()]
         lines.append("| " + " | ".join(row) + " |")
     if subsets:
-        same = [name for name, info in ate["subsets"].items() if name != "all" and info["same_as_all"]]
+        same = [f"{name} (the same conditions as {info.get('same_as') or 'all'})"
+                for name, info in ate["subsets"].items() if name != "all" and name not in subsets
+                and info["n_conditions"]]
         lines += ["", "Condition subsets: " + "; ".join(
             f"{name} = {info['n_conditions']} ({info['description']})" for name, info in ate["subsets"].items())
-            + (f". {', '.join(same)} {'holds' if len(same) == 1 else 'hold'} every condition, so "
-               f"{'its scores equal' if len(same) == 1 else 'their scores equal'} those of all" if same else "")
+            + (f". Not repeated: {', '.join(same)}" if same else "")
             + ". ATE r: Pearson of the flattened (conditions x genes) ATE matrices, model or baseline vs data; "
             "delta r: mean per-condition Pearson across genes; rank: 0 is perfect; –: not applicable, or undefined "
             "(the control mean predicts a constant 0, so its Pearson is undefined)."]
@@ -203,7 +287,10 @@ def _model_detail(report: Mapping[str, Any]) -> list[str]:
     columns = list(next(iter(scores.values())))
     lines = ["## Model ATE metrics by condition subset", "", "| subset | " + " | ".join(columns) + " |",
              "|" + "---|" * (len(columns) + 1)]
+    shown = _table_subsets(report["ate"])
     for subset, row in scores.items():
+        if subset not in shown:
+            continue
         cells = [str(row[c]) if c in ("n_conditions", "n_skipped") else format_number(row[c]) for c in columns]
         lines.append(f"| {subset} | " + " | ".join(cells) + " |")
     return lines
@@ -258,8 +345,9 @@ def evaluation_summary(report: Mapping[str, Any], out: Path) -> list[str]:
     if "skipped" not in ate:
         for subset, info in ate["subsets"].items():
             if subset in ("all", "unseen") and info["n_conditions"]:
-                scores = {name: ate[name][subset]["pearson"] for name in ate
-                          if name != "subsets" and "skipped" not in ate[name]}
+                scores = {name.replace("_", " "): ate[name][subset]["pearson"] for name in ate
+                          if name != "subsets" and "skipped" not in ate[name]
+                          and ate[name][subset]["pearson"] is not None}  # the control mean's r is undefined
                 what = "conditions" if subset == "all" else info["description"]
                 lines.append(f"ATE Pearson vs data ATE on {subset} ({info['n_conditions']} {what}): "
                              + ", ".join(f"{name} {_number(value)}" for name, value in scores.items()))
@@ -271,13 +359,13 @@ def evaluation_summary(report: Mapping[str, Any], out: Path) -> list[str]:
         if "skipped" not in coverage:
             lines.append(f"{int(coverage['interval'] * 100)}% credible intervals cover "
                          f"{_number(coverage['coverage'])} of the true ATE entries")
-    return lines
+    return lines + [f"warning: {text}" for text in report.get("warnings") or []]
 
 
 def interpretation_summary(report: Mapping[str, Any], out: Path) -> list[str]:
     """Lines saying what an interpretation wrote, and its grouping scores against the permutation null."""
     lines = [f"wrote interpret.json and {len(report['files'])} tables and plots to {out}; "
-             f"{report['n_clusters_found']} clusters of {report['n_perturbations']} perturbations"]
+             f"{_count(report['n_clusters_found'], 'cluster')} of {_count(report['n_perturbations'], 'perturbation')}"]
     grouping = report["grouping"]
     if "skipped" not in grouping:
         for name in ("auroc", "ari"):
@@ -286,4 +374,86 @@ def interpretation_summary(report: Mapping[str, Any], out: Path) -> list[str]:
                          f"{_number(row['null_mean'])} +- {_number(row['null_sd'])} (z {_number(row['z_score'])}, "
                          f"p {row['p_value']:.3g}; {grouping['n_grouped']} perturbations in {grouping['n_groups']} "
                          "groups)")
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 cluster", "3 clusters"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+# ---------------------------------------------------------------- posterior predictive checks (ppc.json)
+
+CHECK_HEADING = "## Posterior predictive checks"
+_CHECK_MEASURES = {"flagged": "fraction of units with predictive p < {threshold}",
+                   "r2": "squared correlation of observed vs replicated values across units",
+                   "median_z": "median signed discrepancy (observed - replicated mean) / replicated sd"}
+
+
+def check_frame(report: Mapping[str, Any], measure: str) -> pd.DataFrame:
+    """One measure of every (mode, level, statistic) of a check report, runs as columns."""
+    rows: dict[str, dict[str, Any]] = {}
+    for run, check in report["runs"].items():
+        for mode in report["settings"]["modes"]:
+            for level, statistics in check[mode].items():
+                for name, values in statistics.items():
+                    if level != "count":
+                        rows.setdefault(f"{mode} / {level} / {name}", {})[run] = values[measure]
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("mode / level / statistic")
+
+
+def _coverage_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    rows = {f"{mode} / {run}": {f"{level}%": check[mode]["count"]["interval"][f"coverage_{level}"] for level in (50, 90)}
+            for run, check in report["runs"].items() for mode in report["settings"]["modes"]}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("mode / run")
+
+
+def _check_settings(report: Mapping[str, Any]) -> str:
+    settings = report["settings"]
+    return (f"{settings['n_samples']} replicated data sets of {settings['n_cells']} {settings['split'] or 'all'} "
+            f"cells; modes: {', '.join(settings['modes'])} (in_sample: z_basal from the encoder; generative: from "
+            "the prior).")
+
+
+def check_markdown(report: Mapping[str, Any]) -> str:
+    """``ppc_summary.md``: the settings, one table per measure (runs side by side), the count interval coverage."""
+    threshold = report["settings"]["threshold"]
+    lines = [f"# Posterior predictive checks of {', '.join(report['runs'])}", "", _check_settings(report), ""]
+    for measure, description in _CHECK_MEASURES.items():
+        lines += [f"## {measure}: {description.format(threshold=threshold)}", "",
+                  markdown_table(check_frame(report, measure)), ""]
+    lines += ["## Coverage of each count by its central 50% / 90% predictive interval", "",
+              markdown_table(_coverage_frame(report)), ""]
+    skipped = {f"{run}: {what}": reason for run, check in report["runs"].items()
+               for what, reason in check["skipped"].items()}
+    if skipped:
+        lines += ["## Not checked", ""] + [f"- {where}: {reason}" for where, reason in skipped.items()] + [""]
+    files = report["files"]
+    lines += ["Every unit: " + files["table"] + "; figures: " + ", ".join(f"[{f}]({f})" for f in files["figures"])]
+    return "\n".join(lines) + "\n"
+
+
+def with_check_section(text: str, report: Mapping[str, Any]) -> str:
+    """``metrics.md`` text ending with the check report's section (replacing an earlier one)."""
+    text = text.split("\n" + CHECK_HEADING + "\n")[0].rstrip("\n")
+    threshold = report["settings"]["threshold"]
+    lines = ["", "", CHECK_HEADING, "", _check_settings(report) + f" Fraction of units with predictive p < "
+             f"{threshold} (about {threshold} for a calibrated model; fewer in-sample):", "",
+             markdown_table(check_frame(report, "flagged")),
+             f"Details: [{report['files']['summary']}]({report['files']['summary']}); figures: "
+             + ", ".join(f"[{f}]({f})" for f in report["files"]["figures"]) + "."]
+    return text + "\n".join(lines) + "\n"
+
+
+def check_summary(report: Mapping[str, Any], out: Path) -> list[str]:
+    """Lines saying where a check report is, and each run's headline numbers."""
+    lines = [f"report: {out / report['files']['summary']} (also ppc.json, {report['files']['table']}, "
+             f"{len(report['files']['figures'])} figures)", _check_settings(report)]
+    headline = [("gene", "variance"), ("gene", "zero_fraction"), ("gene", "mean"), ("condition", "shift")]
+    for run, check in report["runs"].items():
+        for mode in report["settings"]["modes"]:
+            parts = [f"{level} {name} {format_number(check[mode][level][name]['flagged'], 2)}"
+                     for level, name in headline if name in check[mode].get(level, {})]
+            coverage = check[mode]["count"]["interval"]["coverage_90"]
+            lines.append(f"{run} ({mode}): flagged {', '.join(parts)}; 90% count coverage {format_number(coverage, 2)}")
     return lines

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from samsvae_pyro.device import DEFAULT_THREADS
 from samsvae_pyro.files import write_text
 from samsvae_pyro.runs.compare import (
     IWELBO,
@@ -142,7 +143,7 @@ def plan_sweep(config: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
 
 
 def run_sweep(config: Mapping[str, Any], out: str | Path, *, overrides: Mapping[str, Any] | None = None,
-              jobs: int = 1, covering: bool = False, overwrite: bool = False, threads: int | None = None,
+              jobs: int = 1, covering: bool = False, overwrite: bool = False, threads: int | None = DEFAULT_THREADS,
               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run a config's sweep into ``out`` and write its tables.
 
@@ -159,7 +160,7 @@ def run_sweep(config: Mapping[str, Any], out: str | Path, *, overrides: Mapping[
     covering, overwrite
         Run only a covering subset of the grid; replace run directories holding another config.
     threads
-        torch CPU threads per run (default: torch's choice).
+        torch CPU threads per run (``None``: torch's choice).
     progress
         Print a line per finished run (and a progress bar per run when ``jobs`` is 1).
 
@@ -227,12 +228,8 @@ def _pool_context():
 
 def _run_one(config: dict, run_dir: Path, threads: int | None, progress: bool) -> str:
     """Train and evaluate one run (in this or a worker process); failures are returned, not raised."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
     try:
-        run_config(config, run_dir, overwrite=True, progress=progress)
+        run_config(config, run_dir, overwrite=True, progress=progress, threads=threads)
     except Exception as error:  # noqa: BLE001 - one failed run must not end the sweep; it is reported
         return f"failed: {type(error).__name__}: {' '.join(str(error).split())}"
     return "ok"

@@ -18,6 +18,8 @@ from anndata import AnnData
 
 from samsvae_pyro.api import SAMSVAE, PerturbationModel
 from samsvae_pyro.data import simulate_counts
+from samsvae_pyro.defaults import MAX_STEPS
+from samsvae_pyro.device import DEFAULT_THREADS, check_threads
 from samsvae_pyro.runs.config import dump_config
 from samsvae_pyro.runs.evaluation import evaluate_run
 from samsvae_pyro.runs.experiment import build_model, prepare_data
@@ -25,8 +27,7 @@ from samsvae_pyro.runs.layout import EXPERIMENT, METRICS, MODEL_FILES, TRUTH_KEY
 
 Log = Callable[[str], Any]
 DEMO_SETUP = dict(perturbation_key="perturbation", control_label="non-targeting", split_key="split")
-DEMO_MODEL = dict(n_latent=8, n_hidden=128, mask_prior_prob=0.1, guide="correlated",
-                  guide_kwargs={"embedding_hidden": 128}, device="cpu")
+DEMO_MODEL = dict(guide="correlated", device="cpu")  # the package's defaults (samsvae_pyro.defaults)
 
 
 def check_run_dir(run_dir: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -88,18 +89,17 @@ def demo_data(*, seed: int = 0, small: bool = False) -> tuple[AnnData, list[str]
     return adata, held_out
 
 
-def run_demo(out: str | os.PathLike, *, steps: int = 1500, seed: int = 0, small: bool = False,
-             progress: bool = True, log: Log | None = None) -> dict:
+def run_demo(out: str | os.PathLike, *, steps: int = MAX_STEPS, seed: int = 0, small: bool = False,
+             progress: bool = True, threads: int | None = DEFAULT_THREADS, log: Log | None = None) -> dict:
     """Simulate (:func:`demo_data`), train SAMS-VAE briefly, save and evaluate into ``out``; returns the metrics."""
     say = log or (lambda _: None)
     adata, held_out = demo_data(seed=seed, small=small)
     say(f"simulated {adata.n_obs} cells x {adata.n_vars} genes: {len(adata.uns[TRUTH_KEY]['true_ate_conditions'])} "
         f"conditions (singles and pairs; pairs {', '.join(held_out)} only in the test split), seed {seed}")
     SAMSVAE.setup_anndata(adata, **DEMO_SETUP)
-    model = SAMSVAE(adata, **DEMO_MODEL, seed=seed)
+    model = SAMSVAE(adata, **DEMO_MODEL, seed=seed, threads=threads)
     say(f"training SAMS-VAE (correlated guide) for {steps} steps")
-    train = dict(max_steps=steps, batch_size=256, lr=3e-3, n_particles=5, val_every=max(steps // 5, 1), seed=seed,
-                 progress=progress)
+    train = dict(max_steps=steps, val_every=max(steps // 5, 1), seed=seed, progress=progress)
     evaluate = dict(n_particles=20 if small else 100, seed=seed)
     return train_run(model, out, train=train, evaluate=evaluate, truth=adata.uns[TRUTH_KEY], log=log)
 
@@ -117,7 +117,8 @@ def train_anndata(adata: AnnData, run_dir: str | os.PathLike, *, setup: Mapping[
 
 
 def run_config(config: Mapping[str, Any], run_dir: str | os.PathLike, *, overwrite: bool = False,
-               progress: bool = True, evaluate: bool = True, log: Log | None = None) -> dict:
+               progress: bool = True, evaluate: bool = True, threads: int | None = DEFAULT_THREADS,
+               log: Log | None = None) -> dict:
     """Train the run of a resolved config, save it, and evaluate its best checkpoint, all in ``run_dir``.
 
     Parameters
@@ -128,6 +129,8 @@ def run_config(config: Mapping[str, Any], run_dir: str | os.PathLike, *, overwri
         Run directory (created); one that already holds a saved model needs ``overwrite``.
     overwrite, progress, evaluate
         Replace a saved model; show a progress bar; write the evaluation report after training.
+    threads
+        Torch CPU threads of the model (``None``: torch's setting).
     log
         As in :func:`train_run`.
 
@@ -138,6 +141,7 @@ def run_config(config: Mapping[str, Any], run_dir: str | os.PathLike, *, overwri
     run_dir = check_run_dir(run_dir, overwrite=overwrite)
     adata = prepare_data(config)
     model = build_model(config, adata)
+    model.threads = check_threads(threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / METRICS).unlink(missing_ok=True)  # before the new config: a finished run is one with metrics
     dump_config(config, run_dir / EXPERIMENT)

@@ -121,3 +121,17 @@ def test_grouped_perturbations_share_dims_and_signs(simulate):
     assert "groups" not in simulate(0).uns["sams_truth"]
     with pytest.raises(ValueError, match="n_groups=12 must lie between 0"):
         simulate(12)
+
+
+def test_paper_simulation_doubles_add_pairs_and_keep_the_singles():
+    plain = simulate_paper(n_perturbations=5, cells_per_perturbation=(6, 2, 2), seed=1)
+    doubled = simulate_paper(n_perturbations=5, cells_per_perturbation=(6, 2, 2), n_double=3, seed=1)
+    pairs = sorted(set(doubled.obs["perturbation"]) - set(plain.obs["perturbation"]))
+    assert len(pairs) == 3 and all(label.count("+") == 1 for label in pairs)
+    assert doubled.n_obs == plain.n_obs + 3 * 10
+    truth = doubled.uns["sams_truth"]
+    a, b = (int(name[1:]) for name in pairs[0].split("+"))
+    cells = doubled.obs["perturbation"] == pairs[0]
+    shift = doubled.obsm["z"][cells] - doubled.obsm["z_basal"][cells]
+    expected = (truth["mask"] * truth["embedding"])[[a, b]].sum(axis=0)
+    np.testing.assert_allclose(shift, np.broadcast_to(expected, shift.shape), atol=1e-5)

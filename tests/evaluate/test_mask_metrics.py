@@ -79,3 +79,37 @@ def test_mean_correlation_coefficient(rng):
     assert mean_correlation_coefficient(z[:, :1], extra) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="same cells"):
         mean_correlation_coefficient(z, z[:10])
+
+
+def test_identifiable_latents_on_hand_made_masks():
+    from samsvae_pyro.evaluate import identifiable_latents
+
+    # every latent has a perturbation acting on it alone: all identified
+    assert identifiable_latents(np.eye(3)).tolist() == [True, True, True]
+    # latents 0 and 1 always switched on together: neither can be told apart; latent 2 alone is fine
+    together = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]])
+    assert identifiable_latents(together).tolist() == [False, False, True]
+    # intersections, not single rows: {0,1} and {0,2} pin 0; {0,1} and {1,2} pin 1; only {0,2},{1,2} act on 2
+    chain = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1]])
+    assert identifiable_latents(chain).tolist() == [True, True, True]
+    # a latent nothing acts on is not identified
+    assert identifiable_latents(np.array([[1, 0], [1, 0]])).tolist() == [True, False]
+    with pytest.raises(ValueError, match="0/1"):
+        identifiable_latents(np.array([[0.5, 1.0]]))
+
+
+def test_effect_residuals_zero_for_rotations_and_positive_otherwise(rng):
+    from samsvae_pyro.evaluate import effect_residuals
+
+    true = rng.normal(size=(20, 4))
+    rotation = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    exact = effect_residuals(true @ rotation, true)
+    assert exact["procrustes"] < 1e-10 and exact["linear"] < 1e-10
+    # a stretched copy is a linear map of the truth but not a rotation of it
+    stretched = effect_residuals(true * np.array([3.0, 1.0, 1.0, 1.0]), true)
+    assert stretched["linear"] < 1e-10 and stretched["procrustes"] > 0.1
+    # unrelated effects explain little of the truth
+    noise = effect_residuals(rng.normal(size=(20, 4)), true)
+    assert noise["linear"] > 0.5 and noise["procrustes"] > noise["linear"]
+    with pytest.raises(ValueError, match="same shape"):
+        effect_residuals(true[:, :3], true)

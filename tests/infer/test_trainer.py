@@ -48,7 +48,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(
 
 def test_early_stopping_stops_when_validation_stalls(registered):
     history = small_model(registered).train(max_steps=50, val_every=1, early_stopping_patience=2, seed=0,
-                                            batch_size=64, lr=0.0, progress=False)
+                                            batch_size=64, lr=1e-30, progress=False)  # lr 0 is rejected
     assert len(history) == 3  # the first validation sets the best; two more without improvement stop
     assert math.isfinite(history["val_loss"].iloc[-1])
 

@@ -55,3 +55,14 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
     args = dict(n_genes=4, n_perturbations=2, n_latent=2) | kwargs
     with pytest.raises(ValueError, match=message):
         SAMSVAEModel(**args)
+
+
+def test_embedding_prior_scale_is_fixed_or_learned():
+    fixed = SAMSVAEModel(5, 3, 2, embedding_prior_scale=2.0)
+    assert float(fixed.embedding_prior_scale) == pytest.approx(2.0)
+    assert "embedding_prior_log_scale" not in dict(fixed.named_parameters())
+    learned = SAMSVAEModel(5, 3, 2, embedding_prior_scale=2.0, learn_embedding_prior_scale=True)
+    assert dict(learned.named_parameters())["embedding_prior_log_scale"].requires_grad
+    assert float(learned.embedding_prior().base_dist.scale.mean()) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="embedding_prior_scale"):
+        SAMSVAEModel(5, 3, 2, embedding_prior_scale=0.0)

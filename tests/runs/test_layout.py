@@ -9,7 +9,7 @@ from samsvae_pyro.api import FAMILIES
 from samsvae_pyro.api.persistence import CHECKPOINT, MODEL_CONFIG
 from samsvae_pyro.runs import load_run, save_run
 from samsvae_pyro.cli import main
-from samsvae_pyro.runs.layout import HISTORY, MODEL_FILES
+from samsvae_pyro.runs.layout import HISTORY, METRICS, MODEL_FILES
 from tests.api.test_persistence import DAMAGES, assert_same_parameters, copy_of
 from tests.test_cli import assert_user_error, run_cli, run_main
 
@@ -61,3 +61,22 @@ def test_a_truncated_checkpoint_in_a_fresh_process(saved_run, tmp_path):
     DAMAGES["truncated"](run / CHECKPOINT)
     result = run_cli("predict", run, "--adata", sim, "--perturbations", "P00", "--n-cells", "2")
     assert_user_error(result.returncode, result.stderr, str(run / CHECKPOINT), "damaged", "re-run the training")
+
+
+def test_a_damaged_metrics_file_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / METRICS).write_text('{"iwelbo": {"mean": ')  # truncated
+    status, _, err = run_main(capsys, "compare", tmp_path / "run", "--out", tmp_path / "table.md")
+    assert_user_error(status, err, str(tmp_path / "run" / METRICS), "damaged")
+
+
+def test_a_run_with_a_custom_guide_says_which_factory_to_pass(saved_run, tmp_path, capsys, tiny_adata):
+    from samsvae_pyro import SAMSVAE
+    from tests.api.test_persistence import small_mean_field
+
+    _, sim = saved_run
+    adata = tiny_adata.copy()
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+    save_run(SAMSVAE(adata, guide=small_mean_field, **SMALL), tmp_path / "custom")
+    status, _, err = run_main(capsys, "evaluate", tmp_path / "custom", "--adata", sim)
+    assert_user_error(status, err, "custom guide (small_mean_field)", "guide=small_mean_field")

@@ -1,0 +1,265 @@
+"""Calibration of treatment effects (issue 14): causes of shrinkage, one at a time, on simulations with known effects.
+
+Each variant changes one thing on top of the demo's recipe (correlated guide, offset-subtracting encoder,
+lr 3e-3, 5 particles, 1,500 steps of batch 256, n_latent 8, hidden 128, mask prior 0.1) and is scored by
+:func:`samsvae_pyro.evaluate.calibration.ate_calibration`:
+
+- (a) population intervals against the simulator's true ATE: slope of the posterior-mean ATE on the true
+  ATE (entries with |true ATE| > 0.5), Pearson r, coverage at 50/80/90/95%;
+- (b) posterior-predictive intervals of the test cells' data ATE: slope, r, coverage at 50/80/90/95%;
+- held-out (test) IWELBO, the ratio of the learned to the true latent effect norms |E * M|_t (median
+  over perturbations: below 1 means the latent effects themselves are shrunk, otherwise the decoder
+  or the ATE map shrinks them), and wall time.
+
+Simulations: ``counts`` (``simulate_counts`` defaults: 12 perturbations, 60 genes, 200 cells each) and
+``demo`` (the demo's: 12 perturbations, 6 pairs of which 2 are held out of training). Effects are about
+2.5 basal standard deviations per active latent dimension.
+
+Usage
+-----
+    python benchmarks/calibration.py --sims demo counts --seeds 0 --variants default paper_encoder ...
+    python benchmarks/calibration.py --list
+
+Rows are appended to ``--out`` (default ``benchmarks/results/calibration.csv``) as they finish;
+``--skip-done`` resumes an interrupted grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+RECIPE = dict(guide="correlated", model={}, guide_kwargs={},
+              train=dict(max_steps=1500, batch_size=256, lr=3e-3, n_particles=5, val_every=300))
+
+
+def _composed(autoguide_name: str):
+    def factory(model, **stats):
+        from pyro.infer import autoguide
+
+        from samsvae_pyro.guides import ComposedGuide
+
+        return ComposedGuide(model, autoguide=getattr(autoguide, autoguide_name), **stats)
+
+    return factory
+
+
+# Each variant: one cause of shrinkage probed at a time.
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    # amortised encoder absorbing effects: the paper's parametrisation (encoder sees d (E * M), no subtraction)
+    "paper_encoder": dict(guide_kwargs=dict(subtract_offset=False)),
+    "x_only_encoder": dict(guide_kwargs=dict(use_offset=False)),
+    # the N(0, 1) embedding prior against effects of 2.5-5 sd: a wider fixed prior, or sigma_e learned
+    "prior_scale_3": dict(model=dict(embedding_prior_scale=3.0)),
+    "learned_prior_scale": dict(model=dict(learn_embedding_prior_scale=True)),
+    # under-training: train to a validation criterion instead of a fixed step count
+    "converged": dict(train=dict(max_steps=8000, val_every=250, early_stopping_patience=4)),
+    "steps_5000_last": dict(train=dict(max_steps=5000, val_every=5000)),  # validated once: the last state is kept
+    # under-training of E alone: q(M) and q(E) learn faster than the networks (which overfit past ~1,250 steps)
+    "lr_globals_1e-2": dict(train=dict(lr_globals=1e-2)),
+    "lr_globals_3e-2": dict(train=dict(lr_globals=3e-2)),
+    # over-confidence once shrinkage is reduced: a low-rank Gaussian q(E) with the faster global learning rate
+    "lowrank_E_lr_globals_1e-2": dict(guide=_composed("AutoLowRankMultivariateNormal"), train=dict(lr_globals=1e-2)),
+    # over-confident q(E): mean-field independent Normals; a low-rank Gaussian over E (Pyro autoguide)
+    "mean_field": dict(guide="mean_field"),
+    "lowrank_E": dict(guide=_composed("AutoLowRankMultivariateNormal")),
+    # decoder saturation: a wider decoder
+    "decoder_400": dict(model=dict(n_hidden=400)),
+    # the mask: uncertain q(m) averages effects with zero; a prior inclusion probability at the truth's (2 / K),
+    # and no mask at all (M = 1, the CPA-VAE model)
+    "mask_prior_0.25": dict(model=dict(mask_prior_prob=0.25)),
+    "no_mask": dict(model=dict(mask_prior=None), guide="mean_field"),
+}
+
+SIMULATIONS = ("counts", "demo")
+
+
+def simulate(sim: str, seed: int):
+    from samsvae_pyro import simulate_counts
+    from samsvae_pyro.runs import demo_data
+
+    return simulate_counts(seed=seed) if sim == "counts" else demo_data(seed=seed)[0]
+
+
+def resolve(variant: str) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in RECIPE.items()}
+    for key, value in VARIANTS[variant].items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) else value
+    return out
+
+
+def effect_norm_ratio(model, truth) -> float:
+    """Median over perturbations of |posterior mean E * M|_t / |true E * M|_t (rotation-invariant norms)."""
+    from samsvae_pyro.evaluate.posterior import guide_trace
+    from samsvae_pyro.models.plates import E, MASK
+
+    trace = guide_trace(model.guide, model.example_batch(1), 200)
+    effect = trace.nodes[E]["value"] * (trace.nodes[MASK]["value"] if MASK in trace.nodes else 1.0)
+    learned = effect.mean(0).norm(dim=-1).cpu().numpy()  # (T,)
+    order = model.data.vocabulary.perturbations
+    true = pd.Series(np.linalg.norm(np.asarray(truth["mask"]) * np.asarray(truth["embedding"]), axis=1),
+                     index=list(truth["perturbations"]))[list(order)].to_numpy()
+    return float(np.median(learned / true))
+
+
+def run_one(sim: str, variant: str, seed: int) -> dict:
+    from samsvae_pyro import SAMSVAE
+
+    adata = simulate(sim, seed)
+    recipe = resolve(variant)
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+    guide_kwargs = dict(recipe["guide_kwargs"])
+    if recipe["guide"] == "correlated":
+        guide_kwargs = {"embedding_hidden": 128, **guide_kwargs}
+    model_kwargs = dict(n_latent=8, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
+    model = SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs if isinstance(recipe["guide"], str) else None,
+                    device="cpu", seed=seed, **model_kwargs)
+    start = time.perf_counter()
+    model.train(seed=seed, progress=False, **recipe["train"])
+    seconds = time.perf_counter() - start
+    truth = adata.uns["sams_truth"]
+    scores = model.ate_calibration("test", truth=truth, seed=seed)
+    row = dict(sim=sim, variant=variant, seed=seed, steps=int(model.history["step"].max()),
+               iwelbo=float(model.iwelbo(split="test", n_particles=50).mean()),
+               effect_norm_ratio=effect_norm_ratio(model, truth), seconds=seconds)
+    for kind, key in (("population", "a"), ("predictive", "b")):
+        summary = scores[kind]
+        row |= {f"{key}_slope": summary["slope"], f"{key}_cal_slope": summary["calibration_slope"],
+                f"{key}_r": summary["pearson"]}
+        row |= {f"{key}_cov{int(level * 100)}": value for level, value in summary["coverage"].items()}
+        row[f"{key}_width90"] = summary["mean_width"][0.9]
+    unseen = [c for c in scores["predictive"]["per_condition"].index if "+" in c and c not in model.data.conditions("train")]
+    if unseen:
+        row["b_cov90_unseen"] = float(scores["predictive"]["per_condition"].loc[unseen, "coverage_90"].mean())
+        row["a_cov90_unseen"] = float(scores["population"]["per_condition"].loc[unseen, "coverage_90"].mean())
+        row["a_slope_unseen"] = float(scores["population"]["per_condition"].loc[unseen, "slope"].mean())
+    if "embedding_prior_log_scale" in dict(model.model.named_parameters()):
+        row["sigma_e"] = float(model.model.embedding_prior_scale.detach())
+    return row
+
+
+NORMAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "norman2019_k562_subset.h5ad"
+NORMAN_PAIRS = ("KLF1+MAP2K6", "MAP2K3+SLC38A2", "MAP2K3+MAP2K6", "MAPK1+TGFBR2", "KLF1+TGFBR2")
+
+
+def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int = 15) -> list[dict]:
+    """Real data: the model's ATE against held-out cells' data ATE, next to the training cells' empirical ATE
+    (``split="random"``: a random cell split) or the additive baseline (``split="pairs"``: the five pairs whose
+    singles are measured are held out of training). The model's ATE for the held-out cells is the mean of its
+    posterior-predictive data ATE (same cells' library sizes, so the same scale as the data ATE); the population
+    ATE at library 1e4 (``model_ate``) is reported too."""
+    import anndata as ad
+
+    from samsvae_pyro import SAMSVAE
+    from samsvae_pyro.data import random_split
+    from samsvae_pyro.evaluate.ate import data_ate
+    from samsvae_pyro.evaluate.baselines import additive_baseline
+    from samsvae_pyro.evaluate.metrics import ate_slope
+    from samsvae_pyro.evaluate.metrics import pearson as _pearson
+
+    adata = ad.read_h5ad(NORMAN)
+    adata.obs["split"] = random_split(adata.n_obs, fractions=(0.64, 0.16, 0.2), seed=seed)
+    if split == "pairs":
+        adata.obs.loc[adata.obs["perturbation"].isin(NORMAN_PAIRS).to_numpy(), "split"] = "test"
+    recipe = resolve(variant)
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="ctrl", layer="counts",
+                          split_key="split")
+    model_kwargs = dict(n_latent=10, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
+    guide_kwargs = {"embedding_hidden": 128, **recipe["guide_kwargs"]} if recipe["guide"] == "correlated" else None
+    model = SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs, device="cpu", seed=seed, **model_kwargs)
+    train = recipe["train"] | ({} if variant == "converged" else {"max_steps": steps})
+    start = time.perf_counter()
+    model.train(seed=seed, progress=False, **train)
+    seconds = time.perf_counter() - start
+    data = model.data
+    scores = model.ate_calibration("test", min_cells=min_cells, seed=seed)
+    held_out, predicted = scores["held_out"], scores["predictive_ate"]
+    conditions = [c for c in held_out.obs_names if split == "random" or c in NORMAN_PAIRS]
+    reference = np.asarray(held_out[conditions].X)
+    population = model.model_ate(conditions)
+    rivals = {"model_predictive_mean": np.asarray(predicted[conditions].X),
+              "model_population_1e4": np.asarray(population.X)}
+    if split == "random":
+        training = data_ate(data, cells=np.flatnonzero(data.split == "train"))
+        rivals["training_empirical"] = np.asarray(training[conditions].X)
+    else:
+        rivals["additive"] = np.asarray(additive_baseline(data, held_out[conditions]).X)
+    iwelbo = float(model.iwelbo(split="test", n_particles=50).mean())
+    per_condition = scores["predictive"]["per_condition"].loc[conditions]
+    rows = []
+    for name, values in rivals.items():
+        rows.append(dict(split=split, variant=variant, seed=seed, steps=int(model.history["step"].max()),
+                         estimate=name, n_conditions=len(conditions), pearson=_pearson(values, reference),
+                         slope=ate_slope(values, reference), calibration_slope=ate_slope(reference, values),
+                         iwelbo=iwelbo, seconds=seconds,
+                         b_cov90=float(per_condition["coverage_90"].mean()),
+                         b_cov50=float(per_condition["coverage_50"].mean())))
+    return rows
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    metrics = [c for c in ("a_slope", "a_cov50", "a_cov90", "a_cov95", "b_slope", "b_cov50", "b_cov90", "b_cov95",
+                           "a_r", "iwelbo", "effect_norm_ratio", "seconds") if c in rows]
+    grouped = rows.groupby(["sim", "variant"], sort=False)[metrics]
+    mean, sd = grouped.mean(), grouped.std().fillna(0.0)
+    table = mean.round(3).astype(str) + " +- " + sd.round(3).astype(str)
+    table["seeds"] = grouped.size()
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sims", nargs="+", choices=SIMULATIONS, default=list(SIMULATIONS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--norman", nargs="+", choices=("random", "pairs"),
+                        help="real data instead: the Norman subset with a random cell split and/or held-out pairs")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps on the Norman subset")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "calibration.csv"))
+    parser.add_argument("--skip-done", action="store_true", help="skip (sim, variant, seed) rows already in --out")
+    parser.add_argument("--list", action="store_true", help="list the variants and exit")
+    args = parser.parse_args()
+    if args.list:
+        for name in VARIANTS:
+            print(f"{name:22s} {resolve(name)}")
+        return
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; see --list")
+    torch.set_num_threads(args.threads)
+    if args.norman:
+        out = Path(args.out).with_name("calibration_norman.csv")
+        for seed in args.seeds:
+            for split in args.norman:
+                for variant in args.variants:
+                    rows = pd.DataFrame(run_norman(split, variant, seed, args.steps))
+                    print(rows.to_string(index=False), flush=True)
+                    rows.to_csv(out, mode="a", header=not out.exists(), index=False)
+        return
+    out = Path(args.out)
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame()
+    for seed in args.seeds:
+        for sim in args.sims:
+            for variant in args.variants:
+                key = (sim, variant, seed)
+                if args.skip_done and len(done) and (done[["sim", "variant", "seed"]].apply(tuple, axis=1) == key).any():
+                    continue
+                row = run_one(sim, variant, seed)
+                print(", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
+                rows = pd.concat([pd.read_csv(out), pd.DataFrame([row])]) if out.exists() else pd.DataFrame([row])
+                rows.to_csv(out, index=False)
+    rows = pd.read_csv(out)
+    rows = rows[rows["sim"].isin(args.sims) & rows["variant"].isin(args.variants)]
+    print(summarise(rows).to_string())
+
+
+if __name__ == "__main__":
+    main()
