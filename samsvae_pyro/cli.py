@@ -227,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.threads = args.threads
     report = evaluate_run(model, out, truth=adata.uns.get(TRUTH_KEY), n_particles=args.n_particles,
                           ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
-                          plots=not args.no_plots, seed=args.seed)
+                          plots=not args.no_plots, cell_eval=args.cell_eval, seed=args.seed)
     _print_lines(_render().evaluation_summary(report, out))
     return 0
 
@@ -505,6 +505,8 @@ def _evaluate_parser(commands) -> None:
     sub.add_argument("--ate-draws", type=_positive, default=50, help="posterior draws of the model ATE (default 50)")
     sub.add_argument("--ate-samples-per-draw", type=_positive, default=50, help="samples per draw (default 50)")
     sub.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    sub.add_argument("--cell-eval", action="store_true",
+                     help="also score the model and baselines with cell-eval (pip install \"samsvae-pyro[eval]\")")
     sub.add_argument("--seed", type=int, default=0, help="seed of the IWELBO and model ATE sampling")
     sub.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     _threads_argument(sub)

@@ -173,6 +173,15 @@ def test_predict_counterfactual_and_evaluate_again(capsys, simulated, run_dir, t
     assert not list(report.glob("*.png")) and "report:" in out_text
 
 
+def test_evaluate_cell_eval_without_the_extra_is_a_user_error(capsys, simulated, run_dir, tmp_path, monkeypatch):
+    from samsvae_pyro.runs import evaluation
+
+    monkeypatch.setattr(evaluation, "cell_eval_version", lambda: None)
+    status, _, err = run_main(capsys, "evaluate", run_dir, "--adata", simulated, "--out", tmp_path / "r", "--cell-eval")
+    assert_user_error(status, err, "samsvae-pyro[eval]")
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
 def test_download_uses_a_complete_cached_file(capsys, tmp_path):
     cached = tmp_path / "norman_2019_sc_pert.h5ad"
     with open(cached, "wb") as handle:  # sparse file of the known size: no network needed

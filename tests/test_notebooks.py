@@ -2,7 +2,8 @@
 
 Each notebook is executed in a fresh ``python3`` kernel with ``SAMSVAE_NOTEBOOK_SMALL=1`` (its small-size
 switch), one thread, and a temporary working directory; it ends with a cell of assertions on its own results.
-The Norman and Replogle sections run on small schema-faithful files (``tests/schema_files.py``) given by
+``07_real_data`` reads the real Norman subset of ``../shared/data`` (``SAMSVAE_REAL_DATA``) and is skipped where
+it is absent. The Norman and Replogle sections of the others run on small schema-faithful files (``tests/schema_files.py``) given by
 ``SAMSVAE_NORMAN_PATH`` and ``SAMSVAE_REPLOGLE_PATH``; an empty ``SAMSVAE_CACHE`` and no
 ``SAMSVAE_NORMAN_DOWNLOAD`` make sure nothing is downloaded. New notebooks are picked up by the glob.
 """
@@ -18,6 +19,7 @@ from nbclient import NotebookClient
 from tests.runs.conftest import PAIRS, SINGLES
 from tests.schema_files import write_norman_file, write_replogle_file
 
+REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"  # real subsets (07 only)
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 300  # seconds; a whole notebook takes well under a minute at small size
 REPLOGLE_COMPLEXES = {"COMPLEX_A": ["T0", "T1", "T2"], "COMPLEX_B": ["T3", "T4"]}  # target genes T0-T7
@@ -34,13 +36,13 @@ def notebook_env(tmp_path_factory) -> dict[str, str]:
     replogle.write_h5ad(folder / "replogle.h5ad")
     return {"SAMSVAE_NOTEBOOK_SMALL": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "SAMSVAE_NORMAN_PATH": str(folder / "norman.h5ad"), "SAMSVAE_REPLOGLE_PATH": str(folder / "replogle.h5ad"),
-            "SAMSVAE_CACHE": str(folder / "empty_cache")}
+            "SAMSVAE_CACHE": str(folder / "empty_cache"), "SAMSVAE_REAL_DATA": str(REAL_DATA)}
 
 
 def test_the_notebooks_are_there():
     names = {path.stem for path in NOTEBOOKS}
     assert {"01_quickstart", "02_guides_and_estimators", "03_posterior_predictive_checks", "04_interpretability",
-            "05_norman_reproduction", "06_mask_recovery_experiments"} <= names
+            "05_norman_reproduction", "06_mask_recovery_experiments", "07_real_data"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -58,6 +60,8 @@ def test_notebooks_are_stored_clean(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_at_small_size(path, notebook_env, tmp_path, monkeypatch):
+    if path.stem == "07_real_data" and not (REAL_DATA / "norman2019_k562_subset.h5ad").exists():
+        pytest.skip(f"the real Norman subset is not in {REAL_DATA} (only on the project machine)")
     for name, value in notebook_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SAMSVAE_NORMAN_DOWNLOAD", raising=False)

@@ -10,7 +10,12 @@ from samsvae_pyro.data.datasets import (
 from samsvae_pyro.data.design import PerturbationData, build_perturbation_data
 from samsvae_pyro.data.labels import PerturbationVocabulary, parse_label
 from samsvae_pyro.data.simulate import simulate_counts, simulate_paper
-from samsvae_pyro.data.splits import norman_data_efficiency_split, norman_ood_split, random_split
+from samsvae_pyro.data.splits import (
+    held_out_conditions_split,
+    norman_data_efficiency_split,
+    norman_ood_split,
+    random_split,
+)
 
 __all__ = [
     "MinibatchLoader",
@@ -19,6 +24,7 @@ __all__ = [
     "build_perturbation_data",
     "build_replogle_filtered",
     "download_dataset",
+    "held_out_conditions_split",
     "load_norman",
     "load_replogle",
     "norman_data_efficiency_split",

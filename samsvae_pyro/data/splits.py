@@ -209,3 +209,59 @@ def norman_data_efficiency_split(
     split = pools.pool.copy()
     split[order[_floor_fraction(fraction, len(order)) :]] = "excluded"
     return split
+
+
+def held_out_conditions_split(
+    labels: Sequence[str],
+    held_out: Sequence[str],
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    control_label: str = "control",
+    delimiter: str = "+",
+) -> np.ndarray:
+    """Hold whole conditions out: their cells are "test", every other cell "train" or "val".
+
+    Rule: a cell whose condition (members compared order-insensitively, "B+A" is "A+B") is in
+    ``held_out`` is "test"; the other cells are shuffled with ``seed`` and the first
+    ``round(val_fraction n)`` are "val", the rest "train". Use it to ask for combinations never
+    seen in training whose members were (e.g. Norman's pairs with both singles measured).
+
+    Parameters
+    ----------
+    labels
+        Condition label per cell.
+    held_out
+        Condition labels to hold out; each must occur in ``labels``.
+    val_fraction
+        Fraction of the other cells used for validation, in [0, 1).
+    seed
+        Seed of the train / val shuffle.
+    control_label, delimiter
+        How labels are parsed (see :func:`parse_label`).
+
+    Returns
+    -------
+    Split label per cell.
+
+    Shapes
+    ------
+    labels : (N,)
+    split : (N,)
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction} must lie in [0, 1).")
+    parse = partial(parse_label, delimiter=delimiter, control_label=control_label)
+    codes, members = factorize_members(labels, parse)
+    wanted = {parse(str(label)): str(label) for label in held_out}
+    missing = sorted(label for key, label in wanted.items() if key not in set(members))
+    if missing:
+        raise ValueError(f"held_out conditions {missing} have no cells; check their spelling against the labels.")
+    if () in wanted:
+        raise ValueError("held_out contains the control label; control cells are needed in training.")
+    test = np.isin(codes, [code for code, key in enumerate(members) if key in wanted])
+    split = np.full(len(codes), "train", dtype=SPLIT_DTYPE)
+    split[test] = "test"
+    others = np.random.default_rng(seed).permutation(np.flatnonzero(~test))
+    split[others[: round(val_fraction * len(others))]] = "val"
+    return split

@@ -18,7 +18,8 @@ _EXPORTS = {
         "samsvae_pyro.evaluate.ate",
     ),
     **dict.fromkeys(
-        ["additive_baseline", "control_mean_baseline", "linear_baseline", "training_mean_baseline"],
+        ["additive_baseline", "control_mean_baseline", "linear_baseline", "perturbed_mean_baseline",
+         "perturbed_reference", "training_mean_baseline"],
         "samsvae_pyro.evaluate.baselines",
     ),
     **dict.fromkeys(["posterior_effects"], "samsvae_pyro.evaluate.effects"),
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
         additive_baseline,
         control_mean_baseline,
         linear_baseline,
+        perturbed_mean_baseline,
+        perturbed_reference,
         training_mean_baseline,
     )
     from samsvae_pyro.evaluate.effects import posterior_effects
@@ -101,6 +104,8 @@ __all__ = [
     "additive_baseline",
     "control_mean_baseline",
     "linear_baseline",
+    "perturbed_mean_baseline",
+    "perturbed_reference",
     "training_mean_baseline",
     # plots
     "plot_ate_scatter",

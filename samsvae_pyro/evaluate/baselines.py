@@ -7,12 +7,19 @@ flags travel along. A condition a baseline cannot predict gets a NaN row and is 
 ``uns["undefined_conditions"]``; the metrics skip such rows and count them.
 
 - control mean: no change (ATE 0).
-- training mean: the mean of the training conditions' ATEs, the same row for every condition.
+- training mean: the mean of the training conditions' ATEs, the same row for every condition. This is
+  Systema's perturbed-mean baseline (Vinas Torne et al., 2025: the average of the training
+  perturbations' centroids, here minus the control centroid), also named
+  :func:`perturbed_mean_baseline`; its row is the reference of Systema's centred metrics
+  (:func:`perturbed_reference`, ``ate_metrics(..., reference=...)``).
 - additive: ctrl + sum of (single - ctrl), i.e. the sum of the members' training single ATEs.
 - linear (Ahlmann-Eltze, Huber and Anders, 2025): Y ~ G W P^T + b on the training ATE matrix
   Y (genes x training conditions), b its row means, G the top principal components of Y - b,
   P the rows of G at each condition's target genes, W the two-sided ridge solution
   W = (G^T G + lambda I)^-1 G^T (Y - b) P (P^T P + lambda I)^-1 of that paper.
+  When the targets are not measured genes (e.g. a screen's genes selected without its targets),
+  ``embedding="training"`` takes P from the training data instead, as that paper also does: a
+  perturbation's row of P is its training single's principal component scores, (y_t - b) U_K.
 
 Deliberate deviations: the linear model works on ATEs (expression change) rather than on
 expression (the intercept b absorbs the difference), and a combination's embedding is the sum of
@@ -77,8 +84,40 @@ def training_mean_baseline(
     ------
     returns : (C, G) like ``truth_like``.
     """
-    train = _training_ate(data, truth_like, method=method)
-    return _baseline(np.broadcast_to(train.X.mean(axis=0), truth_like.shape), truth_like)
+    reference = perturbed_reference(data, truth_like, method=method)
+    return _baseline(np.broadcast_to(reference, truth_like.shape), truth_like)
+
+
+perturbed_mean_baseline = training_mean_baseline  # Systema's name for the same prediction
+
+
+def perturbed_reference(
+    data: PerturbationData, truth_like: AnnData, *, method: AteMethod = "perturbseq"
+) -> np.ndarray:
+    """Systema's reference: the mean over training conditions of their training ATEs, on ``truth_like``'s genes.
+
+    Equal to the average of the training perturbations' centroids minus the control centroid, so
+    ``pred - reference`` and ``truth - reference`` are the changes from the mean perturbed state
+    that :func:`~samsvae_pyro.evaluate.ate_metrics` scores when given ``reference``.
+
+    Parameters
+    ----------
+    data
+        Dataset whose training cells define the reference.
+    truth_like
+        Reference ATE whose genes the result follows.
+    method
+        ATE transform, as in :func:`~samsvae_pyro.evaluate.data_ate`.
+
+    Returns
+    -------
+    The reference effect.
+
+    Shapes
+    ------
+    returns : (G,) for the G genes of ``truth_like``.
+    """
+    return _training_ate(data, truth_like, method=method).X.mean(axis=0)
 
 
 def additive_baseline(
@@ -107,9 +146,7 @@ def additive_baseline(
     returns : (C, G) like ``truth_like``.
     """
     train = _training_ate(data, truth_like, method=method)
-    parsed = [data.vocabulary.parse(label) for label in train.obs_names]
-    single_rows = {members[0]: row for row, members in enumerate(parsed) if len(members) == 1}
-    members = _member_matrix(data, truth_like.obs_names, single_rows, n_columns=train.n_obs)
+    members = _member_matrix(data, truth_like.obs_names, _single_rows(data, train.obs_names), n_columns=train.n_obs)
     return _baseline(members @ train.X, truth_like)
 
 
@@ -120,6 +157,7 @@ def linear_baseline(
     n_components: int = 10,
     ridge: float = 0.1,
     target_genes: Mapping[str, str] | None = None,
+    embedding: str = "target_genes",
     method: AteMethod = "perturbseq",
 ) -> AnnData:
     """Linear model Y ~ G W P^T + b of Ahlmann-Eltze et al. (2025) fitted to the training ATEs.
@@ -137,12 +175,17 @@ def linear_baseline(
     target_genes
         Perturbation name -> targeted gene; names not in the mapping target the gene of their own
         name. Conditions with a target that is not among ``data.var_names`` get NaN rows.
+    embedding
+        Where P comes from: ``"target_genes"`` (the rows of G at the targets) or ``"training"`` (each
+        member's training single's principal component scores; a condition with a member without a
+        training single gets a NaN row, and a single is predicted from its own training ATE).
     method
         ATE transform, as in :func:`~samsvae_pyro.evaluate.data_ate`.
 
     Returns
     -------
-    ATE AnnData: b + G W p for each condition with embedding p (sum over its members' targets).
+    ATE AnnData: b + G W p for each condition with embedding p (sum over its members' rows of P);
+    ``uns["embedding"]`` says which P was used.
 
     Shapes
     ------
@@ -154,31 +197,48 @@ def linear_baseline(
     does not yet outperform simple linear baselines. Nature Methods.
     """
     train = _training_ate(data, truth_like, method=method, all_genes=True)
-    columns = _target_columns(data, [*train.obs_names, *truth_like.obs_names], target_genes or {})
-    fit_members = _member_matrix(data, train.obs_names, columns, n_columns=train.n_vars)
+    if embedding == "target_genes":
+        columns = _target_columns(data, [*train.obs_names, *truth_like.obs_names], target_genes or {})
+        n_columns = train.n_vars
+    elif embedding == "training":
+        columns, n_columns = _single_rows(data, train.obs_names), train.n_obs
+    else:
+        raise ValueError(f"embedding={embedding!r} is not supported; choose 'target_genes' or 'training'.")
+    fit_members = _member_matrix(data, train.obs_names, columns, n_columns=n_columns)
     fitted = np.isfinite(fit_members).all(axis=1)
-    _check_linear_settings(int(fitted.sum()), n_genes=train.n_vars, n_components=n_components, ridge=ridge)
+    _check_linear_settings(int(fitted.sum()), n_genes=train.n_vars, n_components=n_components, ridge=ridge,
+                           embedding=embedding)
     intercept = train.X[fitted].mean(axis=0)  # (G_all,)
     centred = (train.X[fitted] - intercept).T  # (G_all, P)
     genes = _gene_embedding(centred, n_components=n_components)  # (G_all, K)
-    weights = _two_sided_ridge(genes, centred, fit_members[fitted] @ genes, ridge=ridge)  # (K, K)
-    embedding = _member_matrix(data, truth_like.obs_names, columns, n_columns=train.n_vars) @ genes  # (C, K)
-    predicted = intercept + embedding @ weights.T @ genes.T  # (C, G_all)
-    return _baseline(predicted[:, _gene_positions(data, truth_like)], truth_like)
+    rows = genes if embedding == "target_genes" else _condition_scores(train.X - intercept, genes)  # (n_columns, K)
+    weights = _two_sided_ridge(genes, centred, fit_members[fitted] @ rows, ridge=ridge)  # (K, K)
+    embedded = _member_matrix(data, truth_like.obs_names, columns, n_columns=n_columns) @ rows  # (C, K)
+    predicted = intercept + embedded @ weights.T @ genes.T  # (C, G_all)
+    prediction = _baseline(predicted[:, _gene_positions(data, truth_like)], truth_like)
+    prediction.uns["embedding"] = embedding
+    return prediction
 
 
-def _check_linear_settings(n_fitted: int, *, n_genes: int, n_components: int, ridge: float) -> None:
+def _check_linear_settings(
+    n_fitted: int, *, n_genes: int, n_components: int, ridge: float, embedding: str
+) -> None:
     """ValueError unless the linear model can be fitted with these settings."""
     if ridge < 0:
         raise ValueError(f"ridge={ridge!r} must be non-negative; the paper uses 0.1.")
+    embeddable = ("training conditions whose targets are measured genes" if embedding == "target_genes"
+                  else "training conditions whose members all have training singles")
     if n_fitted == 0:
         raise ValueError(
-            "no training condition targets a measured gene; map names to genes with target_genes."
+            "no training condition targets a measured gene; map names to genes with target_genes, or use "
+            "embedding='training'." if embedding == "target_genes"
+            else "no training condition is made of perturbations with training singles; use embedding='target_genes'."
         )
     if not 1 <= n_components <= min(n_genes, n_fitted):
         raise ValueError(
             f"n_components={n_components!r} must lie in [1, {min(n_genes, n_fitted)}], the smaller of "
-            "the numbers of genes and of training conditions whose targets are measured genes; lower it."
+            f"the numbers of genes and of {embeddable}; lower it"
+            + (", or use embedding='training'." if embedding == "target_genes" else ".")
         )
 
 
@@ -223,6 +283,23 @@ def _member_matrix(
         else:
             matrix[row] = np.nan
     return matrix
+
+
+def _single_rows(data: PerturbationData, labels: Sequence[str]) -> dict[str, int]:
+    """Perturbation name -> position of its single-perturbation condition among ``labels``."""
+    parsed = [data.vocabulary.parse(label) for label in labels]
+    return {members[0]: row for row, members in enumerate(parsed) if len(members) == 1}
+
+
+def _condition_scores(centred_rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    """Principal component scores of conditions, (y_t - b) U_K, with U_K the unit gene loadings.
+
+    Shapes
+    ------
+    centred_rows : (P, G). genes : (G, K) = U_K S_K. returns : (P, K).
+    """
+    norms = np.linalg.norm(genes, axis=0)
+    return centred_rows @ (genes / np.where(norms > 0, norms, 1.0))
 
 
 def _target_columns(

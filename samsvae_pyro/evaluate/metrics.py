@@ -3,6 +3,10 @@
 Section 5 (the paper): Pearson r and R^2 of the flattened (conditions x genes) ATE matrices, on all
 genes and on each condition's top-20 genes by |true ATE|, for all conditions and per split.
 Section 8 (the field now): Pearson of deltas per condition, top-20 MSE, a rank metric, E-distance.
+Systema (Vinas Torne et al., 2025): the same metrics centred on a reference effect shared by every
+condition (``reference=``, e.g. the mean of the perturbed cells' effects, see
+:mod:`samsvae_pyro.evaluate.systema`), so that a prediction only scores for what is specific to each
+condition.
 
 Conventions:
 
@@ -15,6 +19,9 @@ Conventions:
   ``top_k=20``), the same in both tables.
 - A metric that is undefined (a constant vector for Pearson or R^2, fewer than two reference
   conditions for the rank) is NaN; condition means ignore NaN entries.
+- With ``reference`` r, every metric compares pred - r with truth - r; each condition's top-k genes
+  are still those of largest |truth| (the change from control, as Systema's top DE genes). Differences
+  (MSE) and distances (rank) do not change; Pearson and R^2 do.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ def ate_metrics(
     *,
     top_k: int = 20,
     split_columns: Sequence[str] = SPLIT_COLUMNS,
+    reference: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """ATE agreement per subset of conditions: all, and each split flag of ``truth.obs``.
 
@@ -50,6 +58,9 @@ def ate_metrics(
         Number of genes per condition, largest |truth| first, for the "top" metrics.
     split_columns
         Boolean columns of ``truth.obs``; each gives a subset named without its "in_" prefix.
+    reference
+        Effect subtracted from every predicted and true row before scoring (Systema's centring), on
+        ``truth``'s genes; None scores the changes from control.
 
     Returns
     -------
@@ -62,9 +73,9 @@ def ate_metrics(
 
     Shapes
     ------
-    pred : (C', G') covering truth's conditions and genes. truth : (C, G).
+    pred : (C', G') covering truth's conditions and genes. truth : (C, G). reference : (G,).
     """
-    values = aligned_ate(pred, truth, top_k=top_k)
+    values = aligned_ate(pred, truth, top_k=top_k, reference=reference)
     per_condition = _per_condition(*values, top_k=top_k)
     rows = {
         name: _subset_summary(*values, per_condition, members=members, top_k=top_k)
@@ -73,7 +84,9 @@ def ate_metrics(
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def per_condition_metrics(pred: AnnData, truth: AnnData, *, top_k: int = 20) -> pd.DataFrame:
+def per_condition_metrics(
+    pred: AnnData, truth: AnnData, *, top_k: int = 20, reference: np.ndarray | None = None
+) -> pd.DataFrame:
     """Per-condition agreement between predicted and true ATE rows.
 
     Parameters
@@ -84,6 +97,8 @@ def per_condition_metrics(pred: AnnData, truth: AnnData, *, top_k: int = 20) -> 
         Reference ATE.
     top_k
         Number of genes per condition, largest |truth| first, for the "top" metrics.
+    reference
+        Effect subtracted from predicted and true rows before scoring, as in :func:`ate_metrics`.
 
     Returns
     -------
@@ -94,9 +109,9 @@ def per_condition_metrics(pred: AnnData, truth: AnnData, *, top_k: int = 20) -> 
 
     Shapes
     ------
-    pred : (C', G'). truth : (C, G). returns : C rows.
+    pred : (C', G'). truth : (C, G). reference : (G,). returns : C rows.
     """
-    table = _per_condition(*aligned_ate(pred, truth, top_k=top_k), top_k=top_k)
+    table = _per_condition(*aligned_ate(pred, truth, top_k=top_k, reference=reference), top_k=top_k)
     return table.set_axis(pd.Index(truth.obs_names, name="condition"))
 
 
@@ -187,13 +202,13 @@ def _subsample(cells: np.ndarray, max_cells: int | None, rng: np.random.Generato
 
 
 def aligned_ate(
-    pred: AnnData, truth: AnnData, *, top_k: int
+    pred: AnnData, truth: AnnData, *, top_k: int, reference: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Aligned values, the rows to score and each row's top-k genes.
+    """Aligned values (centred on ``reference`` when given), the rows to score and each row's top-k genes.
 
     Shapes
     ------
-    returns : predicted (C, G), true (C, G), valid rows (C,) bool, top-k mask (C, G) bool.
+    reference : (G,). returns : predicted (C, G), true (C, G), valid rows (C,) bool, top-k mask (C, G) bool.
     """
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k={top_k!r} is not a positive integer; pass e.g. top_k=20.")
@@ -206,7 +221,16 @@ def aligned_ate(
             "every condition has NaN in its predicted or true ATE row, so nothing can be scored; "
             "check the prediction (e.g. baselines give NaN where a condition is not predictable)."
         )
-    return predicted, true, valid, _top_k_mask(np.where(np.isfinite(true), true, 0.0), top_k)
+    top = _top_k_mask(np.where(np.isfinite(true), true, 0.0), top_k)
+    if reference is None:
+        return predicted, true, valid, top
+    reference = np.asarray(reference, dtype=float)
+    if reference.shape != (truth.n_vars,) or not np.isfinite(reference).all():
+        raise ValueError(
+            f"reference must be a finite effect with one value per gene of truth ({truth.n_vars},); got shape "
+            f"{reference.shape}. Pass e.g. perturbed_reference(...) on truth's genes."
+        )
+    return predicted - reference, true - reference, valid, top
 
 
 def _aligned(pred: AnnData, truth: AnnData) -> np.ndarray:

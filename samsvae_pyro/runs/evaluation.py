@@ -54,7 +54,18 @@ from samsvae_pyro.evaluate.baselines import (
     additive_baseline,
     control_mean_baseline,
     linear_baseline,
+    perturbed_reference,
     training_mean_baseline,
+)
+from samsvae_pyro.evaluate.cell_eval import (
+    DEFAULT_PROFILE,
+    INSTALL_HINT,
+    cell_eval_metrics,
+    cell_eval_version,
+    lognormal_cells,
+    mean_cells,
+    observed_cells,
+    summarise,
 )
 from samsvae_pyro.evaluate.mask_metrics import mask_recovery
 from samsvae_pyro.evaluate.metrics import ate_metrics, interval_coverage, per_condition_metrics
@@ -100,6 +111,8 @@ def evaluate_run(
     ate_samples_per_draw: int = 50,
     top_k: int = 20,
     plots: bool = True,
+    cell_eval: bool = False,
+    cell_eval_profile: str = DEFAULT_PROFILE,
     seed: int = 0,
 ) -> dict:
     """Evaluate a trained model and write the report files to ``output_dir``.
@@ -122,6 +135,13 @@ def evaluate_run(
         Genes per condition, largest |data ATE| first, of the "top" metrics.
     plots
         Whether to write the PNG plots.
+    cell_eval
+        Also score the model and every baseline with Arc Institute's cell-eval (the optional extra
+        ``[eval]``): section ``cell_eval`` of the JSON and a table of the Markdown. The model's cells are
+        counterfactual predictions from the control cells, the baselines' are mean cells (see
+        :mod:`samsvae_pyro.evaluate.cell_eval`). An ImportError says how to install it.
+    cell_eval_profile
+        cell-eval's metric profile ("minimal" by default).
     seed
         Seed of the IWELBO and model ATE sampling.
 
@@ -145,13 +165,17 @@ def evaluate_run(
     >>> sorted(report["ate"])
     ['additive', 'control_mean', 'linear', 'model', 'subsets', 'training_mean']
     """
+    if cell_eval and cell_eval_version() is None:
+        raise ValueError(INSTALL_HINT)
     with torch_threads(model.threads):
         return _evaluate(model, Path(output_dir), truth=truth, n_particles=n_particles, ate_draws=ate_draws,
-                         ate_samples_per_draw=ate_samples_per_draw, top_k=top_k, plots=plots, seed=seed)
+                         ate_samples_per_draw=ate_samples_per_draw, top_k=top_k, plots=plots, cell_eval=cell_eval,
+                         cell_eval_profile=cell_eval_profile, seed=seed)
 
 
 def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] | None, n_particles: int,
-              ate_draws: int, ate_samples_per_draw: int, top_k: int, plots: bool, seed: int) -> dict:
+              ate_draws: int, ate_samples_per_draw: int, top_k: int, plots: bool, cell_eval: bool,
+              cell_eval_profile: str, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     method = ate_method(model.model.head.is_count)
     report: dict[str, Any] = {
@@ -163,7 +187,10 @@ def _evaluate(model: PerturbationModel, out: Path, *, truth: Mapping[str, Any] |
     ates = _ate_frames(model, out, method=method, draws=ate_draws, samples=ate_samples_per_draw, seed=seed)
     mask = _mask_probabilities(model)
     report["ate"] = _ate_section(model, ates, method=method, top_k=top_k)
+    report["ate_centred"] = _centred_section(ates, top_k=top_k)
     report["per_condition"] = _per_condition_section(ates, out, top_k=top_k)
+    if cell_eval:
+        report["cell_eval"] = _cell_eval_section(model, ates, profile=cell_eval_profile, seed=seed)
     report["truth"] = _truth_section(model, ates, mask, truth, method=method, top_k=top_k)
     report["calibration"] = _calibration_section(model, out, truth, method=method, draws=ate_draws, plots=plots,
                                                  seed=seed)
@@ -245,7 +272,7 @@ def _ate_frames(model: PerturbationModel, out: Path, *, method: str, draws: int,
                                 method=method, interval=INTERVAL, seed=seed)
     write_h5ad(data, out / ATE_DATA)
     write_h5ad(predicted, out / ATE_MODEL)
-    return {"data": data, "model": predicted}
+    return {"data": data, "model": predicted, "design": model.data, "method": method}
 
 
 def _subset_columns(data: AnnData) -> tuple[str, ...]:
@@ -261,11 +288,60 @@ def _ate_section(model: PerturbationModel, ates: dict, *, method: str, top_k: in
     if model.data.vocabulary.encoding == "unique" and UNSEEN in columns:
         section["subsets"]["unseen"]["description"] += (" (unique encoding: their columns had no training cells, "
                                                        "so the model predicts them from the prior alone)")
+    ates["baselines"] = {}
     for name, predict in _baseline_makers(model.data, data, method).items():
         try:
-            section[name] = _scores(predict(), data, columns, top_k)
+            ates["baselines"][name] = predict()
+            section[name] = _scores(ates["baselines"][name], data, columns, top_k)
         except ValueError as error:  # a baseline that cannot be fitted or predicts nothing here
             section[name] = {"skipped": str(error)}
+    linear = ates["baselines"].get("linear")
+    if linear is not None:
+        section["linear"]["embedding"] = linear.uns["embedding"]
+    return section
+
+
+def _centred_section(ates: dict, *, top_k: int) -> dict:
+    """Systema's centred metrics: model and baselines vs data, all centred on the perturbed mean."""
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    data = ates["data"]
+    try:
+        reference = perturbed_reference(ates["design"], data, method=ates["method"])
+    except ValueError as error:
+        return {"skipped": f"no perturbed mean: {error}"}
+    columns = _subset_columns(data)
+    section: dict[str, Any] = {"reference": "mean of the training conditions' ATEs (Systema's perturbed mean)"}
+    for name, pred in {"model": ates["model"], **ates["baselines"]}.items():
+        table = ate_metrics(pred, data, top_k=top_k, split_columns=columns, reference=reference)
+        section[name] = {subset: {"pearson": row["pearson"], "delta_pearson": row["delta_pearson"]}
+                         for subset, row in table.iterrows()}
+    return section
+
+
+def _cell_eval_section(model: Any, ates: dict, *, profile: str, seed: int) -> dict:
+    """cell-eval's metrics, averaged per condition subset, for the model and every baseline."""
+    if "skipped" in ates:
+        return {"skipped": ates["skipped"]}
+    if ates["method"] != "perturbseq":
+        return {"skipped": "cell-eval needs counts (log-normalised cells); this model's data are continuous"}
+    data, design = ates["data"], model.data
+    control_label = design.vocabulary.control_label
+    conditions = list(data.obs_names)
+    subsets = {"all": conditions} | {column.removeprefix("in_"): list(data.obs_names[data.obs[column].to_numpy(bool)])
+                                     for column in _subset_columns(data)}
+    real = observed_cells(design, conditions)
+    control = real[real.obs["perturbation"] == control_label].copy()
+    cells = model.predict([*conditions, control_label], mode="counterfactual", seed=seed)
+    predictions = {"model": lognormal_cells(cells.layers["counts"], cells.obs["perturbation"], cells.var_names)}
+    n_cells = data.obs["n_cells"].to_dict()
+    predictions |= {name: mean_cells(control, pred, n_cells) for name, pred in ates["baselines"].items()}
+    section: dict[str, Any] = {"version": cell_eval_version(), "profile": profile}
+    for name, pred in predictions.items():
+        kept = set(pred.obs["perturbation"].astype(str))
+        table = cell_eval_metrics(real[real.obs["perturbation"].isin(kept)].copy(), pred,
+                                  control_label=control_label, profile=profile)
+        section[name] = summarise(table, subsets) | {"clipped_fraction": pred.uns.get("clipped_fraction", 0.0)}
     return section
 
 
@@ -274,8 +350,19 @@ def _baseline_makers(design: Any, data: AnnData, method: str) -> dict[str, Calla
         "control_mean": lambda: control_mean_baseline(data),
         "training_mean": lambda: training_mean_baseline(design, data, method=method),
         "additive": lambda: additive_baseline(design, data, method=method),
-        "linear": lambda: linear_baseline(design, data, method=method),
+        "linear": lambda: _linear(design, data, method),
     }
+
+
+def _linear(design: Any, data: AnnData, method: str) -> AnnData:
+    """The linear baseline with target-gene embeddings, or with training embeddings where targets are not measured."""
+    try:
+        return linear_baseline(design, data, method=method)
+    except ValueError as targets:
+        try:
+            return linear_baseline(design, data, method=method, embedding="training")
+        except ValueError as training:
+            raise ValueError(f"with target-gene embeddings: {targets} With training embeddings: {training}") from None
 
 
 def _subsets(data: AnnData, columns: tuple[str, ...]) -> dict:

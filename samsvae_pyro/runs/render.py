@@ -137,7 +137,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
              f"{settings['ate_samples_per_draw']} posterior-predictive samples ({settings['ate_method']} method); "
              f"ATE scored against the data ATE on all cells.", ""]
     lines += _held_out_lines(report) + _glossary(report) + [""]
-    lines += _summary_table(report) + [""] + _model_detail(report) + [""] + _top_gene_lines(report) + [""]
+    lines += _summary_table(report) + [""] + _centred_table(report) + _cell_eval_tables(report)
+    lines += _model_detail(report) + [""] + _top_gene_lines(report) + [""]
     lines += _truth_lines(report) + _calibration_lines(report)
     skipped = list(_skipped(report))
     if skipped:
@@ -188,7 +189,7 @@ def _summary_table(report: Mapping[str, Any]) -> list[str]:
         if name != "model" and (not scores or "skipped" in scores):
             continue
         is_model = name == "model"
-        row = [_model_label(report) if is_model else name.replace("_", " ")]
+        row = [_model_label(report) if is_model else _baseline_label(name, scores)]
         row.append(format_number(report["iwelbo"].get("mean"), 1) if is_model else "–")
         for subset in subsets:
             row += [format_number(scores[subset]["pearson"]), format_number(scores[subset][f"pearson_top{k}"])]
@@ -207,6 +208,59 @@ def _summary_table(report: Mapping[str, Any]) -> list[str]:
             "delta r: mean per-condition Pearson across genes; rank: 0 is perfect; –: not applicable, or undefined "
             "(the control mean predicts a constant 0, so its Pearson is undefined)."]
     return lines
+
+
+def _baseline_label(name: str, scores: Mapping[str, Any]) -> str:
+    if name == "linear" and scores.get("embedding") == "training":
+        return "linear (training embedding)"
+    return name.replace("_", " ")
+
+
+def _methods(report: Mapping[str, Any], section: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, row label) of the model and of every baseline scored in ``section``, in the summary's order."""
+    ate = report["ate"]
+    names = ("model",) + tuple(name for name in ate if name not in ("subsets", "model"))
+    return [(name, _model_label(report) if name == "model" else _baseline_label(name, ate.get(name, {})))
+            for name in names if name in section]
+
+
+def _centred_table(report: Mapping[str, Any]) -> list[str]:
+    """Systema's metrics centred on the perturbed mean, model and baselines (section ``ate_centred``)."""
+    section = report.get("ate_centred", {})
+    if not section or "skipped" in section:
+        return []
+    subsets = _table_subsets(report["ate"])
+    header = ["method"] + [f"{metric} {subset}" for subset in subsets for metric in ("centred r", "centred delta r")]
+    lines = ["## Centred on the perturbed mean (Systema)", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for name, label in _methods(report, section):
+        row = [label] + [format_number(section[name][subset][metric]) for subset in subsets
+                         for metric in ("pearson", "delta_pearson")]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + ["", "Model and baselines vs data after subtracting the mean of the training conditions' ATEs "
+                    "from both, so only what is specific to each condition counts. The training mean is Systema's "
+                    "perturbed-mean baseline: it is the reference itself, so it scores – (undefined) by construction.", ""]
+
+
+def _cell_eval_tables(report: Mapping[str, Any]) -> list[str]:
+    """cell-eval's metrics per condition subset, model and baselines (section ``cell_eval``)."""
+    section = report.get("cell_eval")
+    if not section or "skipped" in section:
+        return []
+    lines = [f"## cell-eval {section['version']} (profile {section['profile']!r})", ""]
+    for subset in _table_subsets(report["ate"]):
+        metrics = sorted({m for name, _ in _methods(report, section) for m in section[name][subset]} - {"n_conditions"})
+        header = ["method", "conditions"] + metrics + ["clipped"]
+        lines += [f"Conditions: {subset}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for name, label in _methods(report, section):
+            scores = section[name][subset]
+            cells = [format_number(scores.get(m)) for m in metrics] + [format_number(section[name]["clipped_fraction"])]
+            lines.append("| " + " | ".join([label, str(scores["n_conditions"])] + cells) + " |")
+        lines.append("")
+    return lines + ["cell-eval's own metrics (means over conditions); the model's cells are counterfactual "
+                    "predictions from the control cells, the baselines' are mean cells (control mean plus "
+                    "the predicted ATE); clipped: fraction of those means below zero, raised to zero (log-normalised "
+                    "values cannot be negative), which moves the baseline's cell-eval scores away from ours.", ""]
 
 
 def _truth_columns(report: Mapping[str, Any]) -> dict[str, float | None]:

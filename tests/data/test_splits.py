@@ -111,3 +111,19 @@ def test_data_efficiency_split(norman_labels):
 def test_norman_split_rejects_bad_fraction(norman_labels):
     with pytest.raises(ValueError, match="fraction=1.5"):
         norman_ood_split(norman_labels, fraction=1.5)
+
+
+def test_held_out_conditions_split_holds_whole_conditions_out():
+    from samsvae_pyro.data import held_out_conditions_split
+
+    labels = ["control"] * 10 + ["A"] * 10 + ["B"] * 10 + ["A+B"] * 5 + ["B+A"] * 5 + ["C+D"] * 10
+    split = held_out_conditions_split(labels, ["A+B"], val_fraction=0.2, seed=1)
+    labels = np.array(labels)
+    assert (split[np.isin(labels, ["A+B", "B+A"])] == "test").all()  # order-insensitive
+    others = split[~np.isin(labels, ["A+B", "B+A"])]
+    assert set(others) == {"train", "val"} and (others == "val").sum() == 8
+    np.testing.assert_array_equal(split, held_out_conditions_split(list(labels), ["B+A"], seed=1))
+    with pytest.raises(ValueError, match="no cells"):
+        held_out_conditions_split(list(labels), ["A+C"])
+    with pytest.raises(ValueError, match="control"):
+        held_out_conditions_split(list(labels), ["control"])
