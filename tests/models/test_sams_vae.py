@@ -63,6 +63,6 @@ def test_embedding_prior_scale_is_fixed_or_learned():
     assert "embedding_prior_log_scale" not in dict(fixed.named_parameters())
     learned = SAMSVAEModel(5, 3, 2, embedding_prior_scale=2.0, learn_embedding_prior_scale=True)
     assert dict(learned.named_parameters())["embedding_prior_log_scale"].requires_grad
-    assert float(learned.embedding_prior().base_dist.scale.mean()) == pytest.approx(2.0)
+    assert float(learned.embedding_prior().base_dist.scale.mean().detach()) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="embedding_prior_scale"):
         SAMSVAEModel(5, 3, 2, embedding_prior_scale=0.0)
