@@ -451,8 +451,8 @@ class PerturbationModel:
 
         ``mode="generative"``: ``n_cells`` cells per perturbation with z_basal from the prior, each with its own
         posterior draw of (E, M), at library size ``library``. ``mode="counterfactual"``: z_basal inferred from
-        each ``source`` cell (default: the training control cells) with its own dosage, then shifted by each
-        requested perturbation, at the source cell's library size. A ``source`` AnnData needs the training
+        each ``source`` cell (default: every control cell of the training AnnData, all splits) with its own
+        dosage, then shifted by each requested perturbation, at the source cell's library size. A ``source`` AnnData needs the training
         data's genes, counts layer and perturbation labels (obs column or dosage columns, as registered).
 
         Returns AnnData (cells x genes): raw count samples in ``layers["counts"]``, log1p of counts
