@@ -175,7 +175,7 @@ def _train_config(args: argparse.Namespace) -> int:
         flag = "--" + given[0].replace("_", "-")
         raise ValueError(f"{flag} does not apply with --config; set the config key instead, e.g. "
                          "--set model.n_latent=20 or --set train.seed=1.")
-    config = resolve_config(load_config(args.config), _overrides(args))
+    config = resolve_config(load_config(args.config), {**_overrides(args), **_engine_overrides(args)})
     out = Path(args.out or Path("runs") / f"{config['name'] or Path(args.config).stem}-{config['variant'] or 'run'}")
     check_writable(out, directory=True)
     print(f"training {config['model']['class']} ({config['guide']['name']} guide), variant {config['variant']} of "
@@ -212,10 +212,14 @@ def _overrides(args: argparse.Namespace) -> dict:
     overrides = parse_overrides(args.set or [])
     if args.steps:
         overrides["train.max_steps"] = args.steps
+    return overrides
+
+
+def _engine_overrides(args: argparse.Namespace) -> dict:
+    """``samsvae train --config``'s device and checkpoint flags given on the command line, as ``train.*`` keys."""
     flags = {**_devices(args), "checkpoint_every": args.checkpoint_every}
     defaults = {"devices": 1, "accelerator": "auto", "strategy": "auto", "num_nodes": 1, "checkpoint_every": None}
-    overrides.update({f"train.{k}": v for k, v in flags.items() if v != defaults[k]})
-    return overrides
+    return {f"train.{k}": v for k, v in flags.items() if v != defaults[k]}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

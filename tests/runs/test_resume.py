@@ -14,7 +14,7 @@ import pytest
 
 from samsvae_pyro.data import simulate_counts
 from samsvae_pyro.runs import resume_run, train_anndata
-from samsvae_pyro.runs.layout import CHECKPOINT, HISTORY, write_h5ad
+from samsvae_pyro.runs.layout import HISTORY, write_h5ad
 
 SETUP = dict(perturbation_key="perturbation", control_label="non-targeting", split_key="split")
 MODEL = dict(n_latent=2, n_hidden=8, device="cpu")
@@ -42,7 +42,7 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_history(tmp
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(data), str(killed)], env=env)
     try:
         deadline = time.monotonic() + 300
-        while not (killed / CHECKPOINT).is_file():
+        while not (killed / HISTORY).is_file():  # save_run writes it after the model files: a whole checkpoint
             assert child.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
