@@ -26,13 +26,14 @@ Rows are appended to ``--out`` (default ``benchmarks/results/calibration.csv``) 
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from grid import grid_parser, listed, seed_summary
 
 RECIPE = dict(guide="correlated", model={}, guide_kwargs={},
               train=dict(max_steps=1500, batch_size=256, lr=3e-3, n_particles=5, val_every=300))
@@ -204,35 +205,21 @@ def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int =
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    metrics = [c for c in ("a_slope", "a_cov50", "a_cov90", "a_cov95", "b_slope", "b_cov50", "b_cov90", "b_cov95",
-                           "a_r", "iwelbo", "effect_norm_ratio", "seconds") if c in rows]
-    grouped = rows.groupby(["sim", "variant"], sort=False)[metrics]
-    mean, sd = grouped.mean(), grouped.std().fillna(0.0)
-    table = mean.round(3).astype(str) + " +- " + sd.round(3).astype(str)
-    table["seeds"] = grouped.size()
-    return table
+    return seed_summary(rows, ["sim", "variant"], ["a_slope", "a_cov50", "a_cov90", "a_cov95", "b_slope", "b_cov50",
+                                                   "b_cov90", "b_cov95", "a_r", "iwelbo", "effect_norm_ratio",
+                                                   "seconds"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = grid_parser(__doc__, VARIANTS, str(Path(__file__).parent / "results" / "calibration.csv"),
+                         "sim, variant, seed")
     parser.add_argument("--sims", nargs="+", choices=SIMULATIONS, default=list(SIMULATIONS))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--norman", nargs="+", choices=("random", "pairs"),
                         help="real data instead: the Norman subset with a random cell split and/or held-out pairs")
     parser.add_argument("--steps", type=int, default=3000, help="training steps on the Norman subset")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "calibration.csv"))
-    parser.add_argument("--skip-done", action="store_true", help="skip (sim, variant, seed) rows already in --out")
-    parser.add_argument("--list", action="store_true", help="list the variants and exit")
     args = parser.parse_args()
-    if args.list:
-        for name in VARIANTS:
-            print(f"{name:22s} {resolve(name)}")
+    if listed(parser, args, VARIANTS, resolve):
         return
-    unknown = sorted(set(args.variants) - set(VARIANTS))
-    if unknown:
-        parser.error(f"unknown variants {unknown}; see --list")
     torch.set_num_threads(args.threads)
     if args.norman:
         out = Path(args.out).with_name("calibration_norman.csv")

@@ -32,13 +32,14 @@ interrupted and resumed with ``--skip-done``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from grid import grid_parser, listed, seed_summary
 
 from samsvae_pyro import simulate_counts, simulate_paper
 
@@ -225,35 +226,20 @@ class VarimaxStart:
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    metrics = ["f1", "auroc", "fraction_on", "fraction_true", "identifiable", "procrustes", "linear", "iwelbo",
-               "ate_pearson", "seconds"]
-    metrics = [m for m in metrics if m in rows]  # rows from before issue 11 lack the residual columns
-    grouped = rows.groupby(["sim", "variant", "steps"], sort=False)[metrics]
-    mean, sd = grouped.mean(), grouped.std().fillna(0.0)
-    table = mean.round(3).astype(str) + " +- " + sd.round(3).astype(str)
-    table["seeds"] = grouped.size()
-    return table
+    # rows from before issue 11 lack the residual columns: seed_summary keeps the metrics present
+    return seed_summary(rows, ["sim", "variant", "steps"], ["f1", "auroc", "fraction_on", "fraction_true",
+                                                            "identifiable", "procrustes", "linear", "iwelbo",
+                                                            "ate_pearson", "seconds"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = grid_parser(__doc__, VARIANTS, "mask_recovery.csv", "sim, variant, seed, steps")
     parser.add_argument("--sim", choices=sorted(SIMULATIONS), default="counts")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--iwelbo-particles", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="mask_recovery.csv")
-    parser.add_argument("--skip-done", action="store_true", help="skip (sim, variant, seed, steps) rows already in --out")
-    parser.add_argument("--list", action="store_true", help="list the variants and exit")
     args = parser.parse_args()
-    if args.list:
-        for name in VARIANTS:
-            print(f"{name:24s} {resolve(name, args.steps)}")
+    if listed(parser, args, VARIANTS, lambda name: resolve(name, args.steps)):
         return
-    unknown = sorted(set(args.variants) - set(VARIANTS))
-    if unknown:
-        parser.error(f"unknown variants {unknown}; see --list")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     done = pd.read_csv(out) if out.exists() else pd.DataFrame()

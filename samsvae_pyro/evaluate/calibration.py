@@ -29,7 +29,7 @@ from torch import Tensor
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.evaluate.ate import ate_anndata, ate_transform, data_ate
 from samsvae_pyro.evaluate.metrics import MIN_ABS_EFFECT, ate_slope, pearson
-from samsvae_pyro.evaluate.predictive import _chunks, _take, model_ate_draws, sample_globals, sample_x
+from samsvae_pyro.evaluate.predictive import chunks, model_ate_draws, sample_globals, sample_x
 
 if TYPE_CHECKING:
     from samsvae_pyro.data import PerturbationData
@@ -83,9 +83,9 @@ def predictive_ate_draws(model: Callable, guide: Callable, batch: Batch, D: Tens
     cell_chunk = int(max(1, min(N, max_elements // G)))
     draw_chunk = int(max(1, max_elements // (G * cell_chunk)))
     sums = torch.zeros(n_draws, n_groups, G, device=D.device)
-    for rows in _chunks(n_draws, draw_chunk):
-        draws = _take(globals_, rows)
-        for cells in _chunks(N, cell_chunk):
+    for rows in chunks(n_draws, draw_chunk):
+        draws = globals_.take(rows)
+        for cells in chunks(N, cell_chunk):
             fx = transform(sample_x(model, draws, D[cells], library[cells]))  # (r, n, G)
             sums[rows].index_add_(1, groups[cells], fx)
     means = sums / counts[:, None]

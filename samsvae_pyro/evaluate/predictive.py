@@ -37,15 +37,15 @@ class GlobalDraws(dict):
         super().__init__(values)
         self.n_draws = n_draws
 
+    def take(self, rows: slice) -> GlobalDraws:
+        """The draws at ``rows`` (a slice of the first dimension), as GlobalDraws."""
+        return GlobalDraws({name: value[rows] for name, value in self.items()}, rows.stop - rows.start)
+
 
 def sample_globals(guide: Callable, batch: Batch, n_draws: int) -> GlobalDraws:
     """n_draws independent draws of the global sites from the guide. Shapes: each (n_draws, T, K)."""
     trace = guide_trace(guide, batch, n_draws)
     return GlobalDraws({name: trace.nodes[name]["value"] for name in GLOBAL_SITES if name in trace.nodes}, n_draws)
-
-
-def _take(globals_: GlobalDraws, rows: slice) -> GlobalDraws:
-    return GlobalDraws({name: value[rows] for name, value in globals_.items()}, rows.stop - rows.start)
 
 
 @torch.no_grad()
@@ -97,7 +97,8 @@ def local_posterior(guide: Callable, batch: Batch, globals_: GlobalDraws) -> pou
         return poutine.trace(poutine.condition(guide, data=globals_)).get_trace(batch)
 
 
-def _chunks(n: int, size: int) -> Iterator[slice]:
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of ``range(n)`` of at most ``size`` elements."""
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
@@ -121,11 +122,11 @@ def mean_transformed(model: Callable, globals_: GlobalDraws, D: Tensor, *, repli
     draw_chunk = int(max(1, max_elements // (per_condition * cond_chunk)))
     out = torch.empty(n_draws, n_conditions, G, device=D.device)
     with pyro.validation_enabled(False):  # parameter checks on every chunk cost more than they catch here
-        for rows in _chunks(n_draws, draw_chunk):
-            for cols in _chunks(n_conditions, cond_chunk):
+        for rows in chunks(n_draws, draw_chunk):
+            for cols in chunks(n_conditions, cond_chunk):
                 d = D[cols].repeat_interleave(replicates, 0)  # (c * M, T)
                 library = torch.full((d.shape[0],), TARGET_LIBRARY, device=D.device)
-                x = sample_x(model, _take(globals_, rows), d, library, shared_mixing_period=replicates)
+                x = sample_x(model, globals_.take(rows), d, library, shared_mixing_period=replicates)
                 fx = transform(x)  # (r, c * M, G)
                 out[rows, cols] = fx.reshape(fx.shape[0], -1, replicates, G).mean(2)
     return out

@@ -14,6 +14,7 @@ import pytest
 
 from samsvae_pyro import SAMSVAE, simulate_counts
 from samsvae_pyro.runs import check_runs, evaluate_run, save_run
+from tests.runs.tiny import tiny_fit, tiny_screen
 from tests.test_cli import assert_user_error, run_cli, run_main
 
 FAST = ["--n-samples", "3"]
@@ -23,16 +24,13 @@ FAST = ["--n-samples", "3"]
 def saved_runs(tmp_path_factory):
     """(NB run directory, Poisson run directory, .h5ad path); the NB run carries an evaluation report."""
     root = tmp_path_factory.mktemp("check")
-    adata = simulate_counts(n_perturbations=4, n_double=2, n_genes=15, cells_per_perturbation=30, n_ate_samples=10)
-    adata.write_h5ad(root / "sim.h5ad")
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+    adata, path = tiny_screen(root, n_perturbations=4, n_double=2, n_genes=15)
     for likelihood in ("nb", "poisson"):
-        model = SAMSVAE(adata, n_latent=3, n_hidden=16, likelihood=likelihood, device="cpu")
-        model.train(max_steps=3, batch_size=64, progress=False)
+        model = tiny_fit(adata, 3, likelihood=likelihood)
         save_run(model, root / likelihood)
         if likelihood == "nb":
             evaluate_run(model, root / likelihood, n_particles=2, ate_draws=2, ate_samples_per_draw=2, plots=False)
-    return root / "nb", root / "poisson", root / "sim.h5ad"
+    return root / "nb", root / "poisson", path
 
 
 def test_check_two_runs_side_by_side(saved_runs):

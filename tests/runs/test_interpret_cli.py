@@ -12,8 +12,9 @@ import anndata
 import pandas as pd
 import pytest
 
-from samsvae_pyro import SAMSVAE, simulate_counts
+from samsvae_pyro import SAMSVAE
 from tests.schema_files import write_replogle_file
+from tests.runs.tiny import tiny_fit, tiny_screen
 from tests.test_cli import assert_user_error, run_cli, run_main
 
 FAST = ["--n-permutations", "50", "--n-samples", "10", "--n-basal", "16"]
@@ -23,13 +24,9 @@ FAST = ["--n-permutations", "50", "--n-samples", "10", "--n-basal", "16"]
 def saved_run(tmp_path_factory):
     """(run directory, .h5ad path) of a tiny SAMS-VAE on a simulation with 2 groups of 3 perturbations."""
     root = tmp_path_factory.mktemp("interpret")
-    adata = simulate_counts(n_perturbations=6, n_groups=2, n_genes=20, cells_per_perturbation=30, n_ate_samples=10)
-    adata.write_h5ad(root / "sim.h5ad")
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
-    model = SAMSVAE(adata, n_latent=3, n_hidden=16, device="cpu")
-    model.train(max_steps=5, batch_size=64, progress=False)
-    model.save(root / "run")
-    return root / "run", root / "sim.h5ad"
+    adata, path = tiny_screen(root, n_perturbations=6, n_groups=2, n_genes=20)
+    tiny_fit(adata, 5).save(root / "run")
+    return root / "run", path
 
 
 def test_help_lists_the_grouping_options(capsys):
