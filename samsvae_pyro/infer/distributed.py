@@ -66,7 +66,15 @@ def launch(function: Callable[..., Any], *args: Any, devices: int = 1, accelerat
 
 
 def _in_process(fabric, function: Callable[..., Any], *args: Any) -> Any:
-    return function(Replicas(fabric), *args)
+    """One spawned process: run ``function``, wait for the others, then close the process group, so that no
+    communication thread is still running when the process exits (gloo aborts the process otherwise)."""
+    try:
+        result = function(Replicas(fabric), *args)
+        fabric.barrier()
+        return result
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 class Replicas:
