@@ -16,6 +16,7 @@ row slices). A CSC matrix on disk is rejected: reading one cell would read the w
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def read_backed(path: str | os.PathLike) -> AnnData:
     try:
         root = zarr.open_group(path, mode="r") if path.is_dir() else h5py.File(path, "r")
         parts = {key: ad.io.read_elem(root[key]) for key in _IN_MEMORY if key in root}
-        layers = root["layers"] if "layers" in root else {}
+        layers = root.get("layers", {})
         return AnnData(X=_on_disk(root["X"]) if "X" in root else None,
                        layers={key: _on_disk(layers[key]) for key in layers}, **parts)
     except _READ_ERRORS as error:
@@ -178,7 +179,7 @@ class OnDiskMatrix:
         """(i, j, lo, hi): rows[i:j] are read by one slice [lo, hi) (sorted distinct ``rows``)."""
         limit = self._span_rows()
         starts = np.r_[0, np.flatnonzero(np.diff(rows) > MAX_GAP + 1) + 1, len(rows)]
-        for run_start, run_stop in zip(starts[:-1], starts[1:]):
+        for run_start, run_stop in itertools.pairwise(starts):
             i = run_start
             while i < run_stop:  # cut long runs so that one span stays below the value limit
                 j = i + int(np.searchsorted(rows[i:run_stop], rows[i] + limit))
