@@ -129,7 +129,7 @@ class OnDiskMatrix:
 
     def __init__(self, source, *, name: str = "adata.X", genes: np.ndarray | None = None) -> None:
         if isinstance(source, CSCDataset):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 (a layout of the data, not a wrong argument type)
                 f"{name} is stored on disk as CSC (compressed by gene), so reading the counts of some cells would "
                 "read the whole matrix. Rewrite it with cells as rows (CSR), e.g. adata = anndata.read_h5ad(path); "
                 "adata.X = adata.X.tocsr(); adata.write_h5ad(new_path), or read it into memory (no backed=)."

@@ -19,8 +19,8 @@ from samsvae_pyro.data import read_backed
 from samsvae_pyro.evaluate.ate import data_ate
 from tests.conftest import small_model
 
-SETUP = dict(perturbation_key="perturbation", control_label="non-targeting", split_key="split")
-TRAIN = dict(max_steps=12, batch_size=64, lr=1e-2, progress=False, val_every=4, seed=3)
+SETUP = {"perturbation_key": "perturbation", "control_label": "non-targeting", "split_key": "split"}
+TRAIN = {"max_steps": 12, "batch_size": 64, "lr": 1e-2, "progress": False, "val_every": 4, "seed": 3}
 
 
 def _digest(path) -> str:
@@ -89,7 +89,7 @@ def test_evaluate_run_from_disk_writes_the_in_memory_report(fitted, tmp_path):
     from samsvae_pyro.runs import evaluate_run
 
     models, _ = fitted
-    options = dict(n_particles=4, ate_draws=4, ate_samples_per_draw=4, plots=False)
+    options = {"n_particles": 4, "ate_draws": 4, "ate_samples_per_draw": 4, "plots": False}
     reports = {name: evaluate_run(models[name], tmp_path / name, **options) for name in ("memory", "zarr")}
     assert json.dumps(reports["zarr"], sort_keys=True, default=str) == json.dumps(reports["memory"], sort_keys=True,
                                                                                   default=str)

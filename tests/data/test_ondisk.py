@@ -14,7 +14,7 @@ from samsvae_pyro.data import MinibatchLoader, build_perturbation_data, read_bac
 from samsvae_pyro.data.batches import BLOCK_SIZE
 from samsvae_pyro.data.ondisk import OnDiskMatrix, is_on_disk
 
-SETUP = dict(perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+SETUP = {"perturbation_key": "perturbation", "control_label": "non-targeting", "split_key": "split"}
 FIELDS = ("labels", "library_size", "split", "x_mean", "x_std", "obs_names", "var_names")
 
 
