@@ -136,6 +136,7 @@ class OnDiskMatrix:
             )
         self.source, self.name, self.genes = source, name, genes
         self.path, self.key = _location(source)
+        self.storage = "zarr" if self.path.is_dir() else "hdf5"
         self.sparse = isinstance(source, CSRDataset)
         self._indptr: np.ndarray | None = None  # (N + 1,) row offsets of a CSR matrix, read on first use
         if self.sparse:  # handles kept: looking an array up in an HDF5 group costs more than a small read
