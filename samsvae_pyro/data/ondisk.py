@@ -97,7 +97,8 @@ def _location(source) -> tuple[Path, str]:
     element = source.group if isinstance(source, (CSRDataset, CSCDataset)) else source
     if isinstance(element, (h5py.Group, h5py.Dataset)):
         return Path(element.file.filename).resolve(), element.name
-    return Path(str(element.store.root)).resolve(), element.path
+    store = element.store
+    return Path(str(getattr(store, "root", None) or store.path)).resolve(), element.path  # zarr 3, zarr 2
 
 
 def _open(path: Path, key: str):
