@@ -84,6 +84,16 @@ def test_dense_counts_on_disk_read_by_row_slices(sim_counts, tmp_path):
     _assert_same_design(data, build_perturbation_data(sim_counts, **SETUP))
 
 
+def test_counts_in_a_layer_stay_on_disk(sim_counts, tmp_path):
+    layered = sim_counts.copy()
+    layered.layers["counts"] = sim_counts.X.copy()
+    layered.X = sp.csr_matrix(sim_counts.X.shape, dtype=np.float32)  # e.g. normalised values elsewhere
+    layered.write_zarr(tmp_path / "layered.zarr")
+    data = build_perturbation_data(read_backed(tmp_path / "layered.zarr"), **SETUP, layer="counts")
+    assert isinstance(data.counts, OnDiskMatrix) and data.counts.name == "adata.layers['counts']"
+    _assert_same_design(data, build_perturbation_data(sim_counts, **SETUP))
+
+
 def test_reference_gene_order_is_applied_on_read(sim_counts, tmp_path):
     reference = build_perturbation_data(sim_counts, **SETUP)
     reordered = sim_counts[:, sim_counts.var_names[::-1]].copy()
