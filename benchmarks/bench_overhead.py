@@ -21,6 +21,7 @@ Usage
     python benchmarks/bench_overhead.py                      # all three, both guides
     python benchmarks/bench_overhead.py --what syncs --guide mean_field
     python benchmarks/bench_overhead.py --what profile --steps 200 --top 30
+    python benchmarks/bench_overhead.py --what time --device cuda   # on a GPU (benchmarks/gpu.sh)
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import os
 import pstats
 import statistics
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -47,24 +47,25 @@ TINY_BATCH = 16
 SYNC_METHODS = ("item", "__bool__", "__float__", "__int__", "tolist", "numpy")
 
 
-def tiny_model(guide: str):
+def tiny_model(guide: str, device: str = "cpu"):
     from samsvae_pyro import SAMSVAE
     from samsvae_pyro.data import simulate_counts
 
     adata = simulate_counts(**TINY, split_fractions=(1.0, 0.0, 0.0), n_ate_samples=2, seed=0)
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
-    return SAMSVAE(adata, guide=guide, **TINY_MODEL)
+    return SAMSVAE(adata, guide=guide, device=device, **TINY_MODEL)
 
 
-def replogle_model(guide: str, data: Path):
-    return bench_train.build_pyro(bench_train.make_data(data), guide)
+def replogle_model(guide: str, data: Path, device: str = "cpu"):
+    return bench_train.build_pyro(bench_train.make_data(data), guide, device)
 
 
 def step_times(model, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
-    """Median wall and process-CPU seconds between consecutive training steps after ``warmup``."""
+    """Median wall and process-CPU seconds between consecutive training steps after ``warmup`` (on a GPU,
+    each step's end waits for its kernels)."""
     stamps = []
     model.train(max_steps=steps, batch_size=batch_size, n_particles=5, estimator="trace", val_every=10**9,
-                progress=False, seed=0, callback=lambda _t: stamps.append((time.perf_counter(), time.process_time())))
+                progress=False, seed=0, callback=lambda _t: stamps.append(bench_train.stamp()[:2]))
     s = np.array(stamps)[warmup:]
     return float(np.median(np.diff(s[:, 0]))), float(np.median(np.diff(s[:, 1])))
 
@@ -160,6 +161,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--data", type=Path, default=bench_train.DEFAULT_DATA)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the models train (time only)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -169,7 +171,8 @@ def main(argv=None) -> None:
             rows = {}
             for _ in range(args.repeats):
                 for size in ("tiny", "replogle"):
-                    model = tiny_model(guide) if size == "tiny" else replogle_model(guide, args.data)
+                    model = (tiny_model(guide, args.device) if size == "tiny"
+                             else replogle_model(guide, args.data, args.device))
                     batch, steps = (TINY_BATCH, 10 * args.steps) if size == "tiny" else (512, args.steps)
                     rows.setdefault(size, []).append(step_times(model, batch, steps, args.warmup))
             (tw, tc), (rw, rc) = ([statistics.median(v) for v in zip(*rows[s])] for s in ("tiny", "replogle"))
