@@ -119,13 +119,20 @@ class LibraryNegativeBinomial(TorchDistribution):
             return gamma_poisson(mu * mixing.repeat(*([1] * (mu.dim() - 2)), mu.shape[-2] // period, 1), None)
 
 
-def _log_gamma_ratio(value: Tensor, theta: Tensor) -> Tensor:
+def _log_gamma_ratio(value: Tensor, theta: Tensor, *, select: bool | None = None) -> Tensor:
     """log Gamma(x + theta) - log Gamma(x + 1), in float64 where x > :data:`FLOAT64_FROM`.
+
+    On CPU the float64 terms are computed only where needed. With ``select`` (default: on other
+    devices) they are computed for every entry and selected, because asking whether any count is large
+    would wait for the device; the values are the same either way.
 
     Shapes: value (B, G); theta (G,); returns (B, G).
     """
     out = torch.lgamma(value + theta) - torch.lgamma(value + 1)
     large = value > FLOAT64_FROM
+    if value.device.type != "cpu" if select is None else select:
+        x, t = value.double(), theta.double()
+        return torch.where(large, (torch.lgamma(x + t) - torch.lgamma(x + 1)).to(out.dtype), out)
     if large.any():
         x = value[large].double()
         t = theta.expand_as(value)[large].double()

@@ -88,8 +88,9 @@ class Replicas:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def average_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: float) -> float:
-        """Average every gradient (and the loss) over processes in one all-reduce; returns the mean loss.
+    def average_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: Tensor) -> Tensor:
+        """Average every gradient (and the 0-dim loss) over processes in one all-reduce; returns the mean
+        loss (float64, averaged in float32), without a copy to the host.
 
         A parameter without a gradient in a process counts as a zero gradient there (and gets the average),
         so every process takes the same optimizer step even when one failed before its backward pass.
@@ -99,13 +100,13 @@ class Replicas:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         flat = torch.cat([p.grad.reshape(-1) for p in with_grad]
-                         + [torch.tensor([loss], dtype=torch.float32, device=self.device)])
+                         + [loss.reshape(1).to(device=self.device, dtype=torch.float32)])
         flat = self.fabric.all_reduce(flat, reduce_op="mean")
         offset = 0
         for p in with_grad:
             p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
             offset += p.numel()
-        return float(flat[-1])
+        return flat[-1].double()
 
     def sum(self, values: Tensor) -> Tensor:
         """Element-wise sum over processes."""

@@ -11,8 +11,11 @@ name            Pyro class             gradients
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 
+import torch
 from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
@@ -32,6 +35,35 @@ def make_elbo(estimator: str, *, n_particles: int = 5) -> ELBO:
         raise ValueError(f"n_particles must be >= 1, got {n_particles}.")
     return ESTIMATORS[estimator](num_particles=n_particles, vectorize_particles=True,
                                  max_plate_nesting=MAX_PLATE_NESTING)
+
+
+def _on_device(value):
+    """Stand-in for Pyro's ``torch_item`` inside :func:`loss_on_device`: the value detached, in float64."""
+    return value.detach().double() if torch.is_tensor(value) else value
+
+
+@contextlib.contextmanager
+def loss_on_device(elbo: ELBO) -> Iterator[None]:
+    """Within this context ``elbo.loss_and_grads`` returns the loss as a 0-dim float64 tensor on the
+    parameters' device instead of a Python float, so that no value is copied to the host.
+
+    Pyro's estimators turn each sample site's log-density into a Python float (``torch_item``) and then
+    check the sum for NaN: on CUDA every such copy waits for all queued kernels (seven per step with
+    ``"trace"``). Here the estimator's modules use :func:`_on_device` instead: the same float32 values
+    widened to float64 and added in the same order, so the loss is bit-identical to Pyro's float. The
+    NaN warning is skipped; the trainer checks the loss and the gradient norm itself (one copy per step).
+    """
+    replacements = {"torch_item": _on_device, "warn_if_nan": lambda value, *args, **kwargs: value}
+    modules = {sys.modules[cls.__module__] for cls in type(elbo).__mro__}  # e.g. TraceMeanField_ELBO's and Trace_ELBO's
+    saved = [(module, name, getattr(module, name)) for module in modules for name in replacements
+             if hasattr(module, name)]
+    for module, name, _ in saved:
+        setattr(module, name, replacements[name])
+    try:
+        yield
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
 
 
 def check_estimator(estimator: str, guide: Callable, batch: Batch) -> None:

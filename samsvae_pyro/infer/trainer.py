@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from samsvae_pyro._typing import Batch
 from samsvae_pyro.infer.distributed import Replicas
-from samsvae_pyro.infer.estimators import make_elbo
+from samsvae_pyro.infer.estimators import loss_on_device, make_elbo
 from samsvae_pyro.infer.options import check_training_arguments
 from samsvae_pyro.infer.schedules import LatentScale, ScheduleSpec, make_schedules
 from samsvae_pyro.infer.weighting import weighting_context
@@ -131,12 +131,17 @@ class SVITrainer:
         self.target_steps = 0  # the max_steps of the last fit (what a resumed run continues to)
         self.stale = 0  # validation passes since the best one (early stopping)
 
-    def loss(self, batch: Batch, split: str = "train", *, grad: bool = True) -> float:
-        """-ELBO per cell for one batch (gradients accumulated into the parameters when ``grad``)."""
+    def loss(self, batch: Batch, split: str = "train", *, grad: bool = True) -> float | Tensor:
+        """-ELBO per cell for one batch.
+
+        With ``grad``, the gradients are accumulated into the parameters and the loss is returned as a 0-dim
+        float64 tensor on the parameters' device (no host sync; see :func:`~samsvae_pyro.infer.estimators.loss_on_device`);
+        without, as a float.
+        """
         model, guide = self.modules["model"], self.modules["guide"]
         with self._checks(), weighting_context(self.weighting, batch, self.counts.get(split)):
             if grad:
-                with LatentScale(*self.kl_weights):
+                with LatentScale(*self.kl_weights), loss_on_device(self.elbo):
                     value = self.elbo.loss_and_grads(model, guide, batch)
                 self._validated = True
                 return value
@@ -173,6 +178,7 @@ class SVITrainer:
         return [getattr(hook, method)(self) for hook in self.hooks if hasattr(hook, method)]
 
     def train_step(self, batch: Batch) -> float:
+        """One optimizer step on ``batch``; returns the -ELBO per cell (the step's only device-to-host copy)."""
         self._apply_schedules()
         self._call_hooks("before_step")
         self.optimizer.zero_grad(set_to_none=True)
@@ -181,15 +187,16 @@ class SVITrainer:
         except ValueError as error:  # distribution argument checks catch NaN parameters first
             if "invalid values" not in str(error):
                 raise
-            value = math.nan
+            value = torch.tensor(math.nan, dtype=torch.float64, device=next(self.modules.parameters()).device)
         penalties = [p for p in self._call_hooks("penalty") if p is not None]
         if penalties:
             sum(penalties).backward()
         if self.replicas is not None:
             value = self.replicas.average_gradients(self.modules.parameters(), value)
         norm = (torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
-                if self.clip_norm is not None else torch.zeros(()))
-        if not (math.isfinite(value) and torch.isfinite(norm)):
+                if self.clip_norm is not None else value.new_zeros(()))
+        value, norm = torch.stack([value, norm.to(value.dtype)]).tolist()  # one wait for the device per step
+        if not (math.isfinite(value) and math.isfinite(norm)):
             self._diverged(value)
         self.optimizer.step()
         self.step += 1

@@ -134,3 +134,15 @@ def test_nb_log_prob_in_float32_agrees_with_float64_for_large_counts(count):
         nb = LibraryNegativeBinomial(torch.tensor(np.log(mu / mu.sum()), dtype=dtype)[None],
                                      torch.tensor([mu.sum()], dtype=dtype), torch.tensor(np.log(theta), dtype=dtype))
         assert abs(nb.log_prob(torch.tensor(x, dtype=dtype)[None]).item() - reference) < tolerance
+
+
+def test_log_gamma_ratio_without_a_device_wait_gives_the_same_values():
+    """Off the CPU the float64 log-gamma terms are computed everywhere and selected (no ``any()`` wait for the
+    device): the values must equal the CPU path's, bit for bit, for small and large counts alike."""
+    from samsvae_pyro.distributions.negative_binomial import FLOAT64_FROM, _log_gamma_ratio
+
+    value = torch.tensor([[0.0, 3.0, FLOAT64_FROM, FLOAT64_FROM + 1.0], [1e6, 17.0, 2.0**24, 0.0]])
+    theta = torch.tensor([0.3, 2.0, 5.0, 40.0])
+    selected, scattered = (_log_gamma_ratio(value, theta, select=s) for s in (True, False))
+    assert torch.equal(selected, scattered)
+    assert not torch.equal(scattered, torch.lgamma(value + theta) - torch.lgamma(value + 1))  # float64 used

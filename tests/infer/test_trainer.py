@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import numpy as np
@@ -60,3 +61,47 @@ def test_early_stopping_stops_when_validation_stalls(registered):
 def test_bad_training_options_are_clear_errors(registered, option, message):
     with pytest.raises(ValueError, match=message):
         small_model(registered).train(max_steps=1, **FAST | option)
+
+
+@pytest.mark.parametrize("estimator", ["trace", "mean_field", "tracegraph"])
+def test_loss_kept_on_the_device_is_pyros_float_bit_for_bit(registered, estimator):
+    """loss_on_device: the same number as Pyro's float (as a float64 tensor), the same gradients, and Pyro's
+    own functions back in place afterwards."""
+    import pyro
+    import pyro.infer.trace_elbo
+
+    from samsvae_pyro.infer.estimators import loss_on_device, make_elbo
+
+    guide_kwargs = {"mask_gradient": "score"} if estimator == "tracegraph" else {}
+    model = small_model(registered, guide_kwargs=guide_kwargs)
+    batch, elbo = model.example_batch(32), make_elbo(estimator, n_particles=3)
+    results = []
+    for on_device in (False, True):
+        pyro.set_rng_seed(0)
+        pyro.clear_param_store()  # the decaying-average baseline of "tracegraph" lives there
+        model.guide.zero_grad(set_to_none=True)
+        with loss_on_device(elbo) if on_device else contextlib.nullcontext():
+            value = elbo.loss_and_grads(model.model, model.guide, batch)
+        results.append((value, [p.grad.clone() for p in model.guide.parameters() if p.grad is not None]))
+    (plain, plain_grads), (kept, kept_grads) = results
+    assert isinstance(plain, float) and kept.dtype == torch.float64 and kept.dim() == 0
+    assert kept.item() == plain
+    assert len(kept_grads) == len(plain_grads) > 0 and all(map(torch.equal, kept_grads, plain_grads))
+    assert pyro.infer.trace_elbo.torch_item is pyro.infer.util.torch_item
+
+
+def test_a_training_step_copies_from_the_device_at_most_twice(registered, monkeypatch):
+    """On CUDA every copy to the host waits for the queued kernels: a step makes one (loss and gradient norm
+    together, for the divergence check) plus, on CPU only, the large-count check of the NB log-probability."""
+    model, copies = small_model(registered), []
+    counting = {"on": False}
+    for name in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
+        method = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _m=method, _n=name, **k: (
+            copies.append(_n) if counting["on"] else None, _m(self, *a, **k))[1])
+
+    def after_step(trainer):
+        counting["on"] = trainer.step < 6  # steps 2..6: after Pyro's checks of step 1, before the validation of 7
+
+    model.train(max_steps=7, val_every=1000, seed=0, callback=after_step, **FAST)
+    assert 0 < len(copies) <= 2 * 5, copies
