@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Sequence
 from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Callable, get_args
@@ -423,19 +424,26 @@ class PerturbationModel:
 
     @_threaded
     def ate_calibration(self, cells: str | np.ndarray = "test", *, truth: dict | None = None, seed: int = 0,
-                        **options: Any) -> dict[str, Any]:
+                        ensemble: Sequence[PerturbationModel] = (), **options: Any) -> dict[str, Any]:
         """Are the ATE intervals calibrated? Posterior-predictive coverage of held-out cells' data ATE, per condition.
 
         ``cells``: a split name or row positions of held-out cells (with control cells among them). With a
         simulator's ``truth`` (``adata.uns["sams_truth"]``), also the coverage of the true ATE by the population
-        intervals. Returns coverage at 50/80/90/95%, Pearson r, slope and calibration slope, a per-condition table:
-        :func:`samsvae_pyro.evaluate.calibration.ate_calibration` (``options`` are passed to it).
+        intervals. ``ensemble``: other models fitted to the same data (e.g. with other seeds), whose posterior
+        draws are pooled with this one's. Returns coverage at 50/80/90/95%, Pearson r, slope and calibration
+        slope, a per-condition table: :func:`samsvae_pyro.evaluate.calibration.ate_calibration` (``options``
+        are passed to it).
         """
+        for other in ensemble:
+            if (list(other.data.var_names) != list(self.data.var_names)
+                    or list(other.data.vocabulary.perturbations) != list(self.data.vocabulary.perturbations)):
+                raise ValueError("every model of an ensemble must be fitted to the same data (genes and "
+                                 "perturbations in the same order); set them up from the same AnnData.")
         rows = self.data.indices(cells) if isinstance(cells, str) else np.asarray(cells)
         options.setdefault("method", ate_method(self.model.head.is_count))
         with seeded(seed, self.device):
             return ate_calibration(self.model, self.guide, self.data, self.example_batch(1), rows, truth=truth,
-                                   **options)
+                                   ensemble=[(other.model, other.guide) for other in ensemble], **options)
 
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,
