@@ -90,6 +90,12 @@ VARIANTS: dict[str, dict] = {
     # shrunk by that factor; start the mask on (logit 3, q(m) 0.95) and let the prior switch entries off
     "mask_init_3": dict(guide_kwargs=dict(mask_init_logit=3.0)),
     "mask_init_3_lr_globals_1e-2": dict(guide_kwargs=dict(mask_init_logit=3.0), train=dict(lr_globals=1e-2)),
+    "mask_init_5": dict(guide_kwargs=dict(mask_init_logit=5.0)),
+    "ensemble_3_mask_init_3": dict(ensemble=3, guide_kwargs=dict(mask_init_logit=3.0)),
+    "ensemble_3_mask_init_3_lr_globals_1e-2": dict(ensemble=3, guide_kwargs=dict(mask_init_logit=3.0),
+                                                   train=dict(lr_globals=1e-2)),
+    "ensemble_5_mask_init_3_lr_globals_1e-2": dict(ensemble=5, guide_kwargs=dict(mask_init_logit=3.0),
+                                                   train=dict(lr_globals=1e-2)),
     "no_mask": dict(model=dict(mask_prior=None), guide="mean_field"),
 }
 
