@@ -36,7 +36,8 @@ import torch
 from grid import grid_parser, listed, seed_summary
 
 RECIPE = dict(guide="correlated", model={}, guide_kwargs={},
-              train=dict(max_steps=1500, batch_size=256, lr=3e-3, n_particles=5, val_every=300))
+              train=dict(max_steps=1500, batch_size=256, lr=3e-3, n_particles=5, val_every=300), refine={},
+              ensemble=1)
 
 
 def _composed(autoguide_name: str):
@@ -67,6 +68,15 @@ VARIANTS: dict[str, dict] = {
     "lr_globals_3e-2": dict(train=dict(lr_globals=3e-2)),
     # over-confidence once shrinkage is reduced: a low-rank Gaussian q(E) with the faster global learning rate
     "lowrank_E_lr_globals_1e-2": dict(guide=_composed("AutoLowRankMultivariateNormal"), train=dict(lr_globals=1e-2)),
+    # two stages: the recipe (best-validation checkpoint), then only q(M), q(E) for more steps with the encoder,
+    # decoder and dispersion frozen (validation-monitored), so E converges while the networks cannot overfit
+    "refine_1500": dict(refine=dict(max_steps=1500)),
+    "refine_1500_lr_1e-2": dict(refine=dict(max_steps=1500, lr=1e-2)),
+    "lr_globals_1e-2_refine_1500": dict(train=dict(lr_globals=1e-2), refine=dict(max_steps=1500, lr=1e-2)),
+    # (a) intervals ignore the uncertainty of the point-estimated networks: pool the posteriors of K fits from
+    # different initial seeds (a seed ensemble); IWELBO and the effect norms are the first fit's
+    "ensemble_3": dict(ensemble=3),
+    "ensemble_3_lr_globals_1e-2": dict(ensemble=3, train=dict(lr_globals=1e-2)),
     # over-confident q(E): mean-field independent Normals; a low-rank Gaussian over E (Pyro autoguide)
     "mean_field": dict(guide="mean_field"),
     "lowrank_E": dict(guide=_composed("AutoLowRankMultivariateNormal")),
@@ -75,6 +85,17 @@ VARIANTS: dict[str, dict] = {
     # the mask: uncertain q(m) averages effects with zero; a prior inclusion probability at the truth's (2 / K),
     # and no mask at all (M = 1, the CPA-VAE model)
     "mask_prior_0.25": dict(model=dict(mask_prior_prob=0.25)),
+    # q(m) starts at 0.5 (logit 0) and Adam moves a logit by about lr per step: after ~1,250 steps the entries
+    # of real effects sit at q(m) 0.85-0.9, so the posterior-mean effect (an average over mask draws) is
+    # shrunk by that factor; start the mask on (logit 3, q(m) 0.95) and let the prior switch entries off
+    "mask_init_3": dict(guide_kwargs=dict(mask_init_logit=3.0)),
+    "mask_init_3_lr_globals_1e-2": dict(guide_kwargs=dict(mask_init_logit=3.0), train=dict(lr_globals=1e-2)),
+    "mask_init_5": dict(guide_kwargs=dict(mask_init_logit=5.0)),
+    "ensemble_3_mask_init_3": dict(ensemble=3, guide_kwargs=dict(mask_init_logit=3.0)),
+    "ensemble_3_mask_init_3_lr_globals_1e-2": dict(ensemble=3, guide_kwargs=dict(mask_init_logit=3.0),
+                                                   train=dict(lr_globals=1e-2)),
+    "ensemble_5_mask_init_3_lr_globals_1e-2": dict(ensemble=5, guide_kwargs=dict(mask_init_logit=3.0),
+                                                   train=dict(lr_globals=1e-2)),
     "no_mask": dict(model=dict(mask_prior=None), guide="mean_field"),
 }
 
@@ -109,24 +130,53 @@ def effect_norm_ratio(model, truth) -> float:
     return float(np.median(learned / true))
 
 
-def run_one(sim: str, variant: str, seed: int) -> dict:
+def refine_globals(model, train: dict, refine: dict, seed: int) -> int:
+    """Second stage: a fresh optimiser on the guide's global parameters only (q(M), q(E)), everything else frozen,
+    starting from the first stage's best-validation state and keeping the best validation state of this stage."""
+    chosen = {id(p) for p in model.guide.global_parameters()}
+    frozen = [p for p in [*model.model.parameters(), *model.guide.parameters()] if id(p) not in chosen]
+    for p in frozen:
+        p.requires_grad_(False)
+    model.trainer_state = None  # start from the restored best state, not the last step
+    try:
+        history = model.train(seed=seed + 1, progress=False, **(train | refine))
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return int(history["step"].max())
+
+
+def fit(adata, recipe: dict, seed: int):
+    """One model of the recipe (two stages with ``refine``); returns it and its total step count."""
     from samsvae_pyro import SAMSVAE
 
-    adata = simulate(sim, seed)
-    recipe = resolve(variant)
-    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
     guide_kwargs = dict(recipe["guide_kwargs"])
     if recipe["guide"] == "correlated":
         guide_kwargs = {"embedding_hidden": 128, **guide_kwargs}
     model_kwargs = dict(n_latent=8, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
     model = SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs if isinstance(recipe["guide"], str) else None,
                     device="cpu", seed=seed, **model_kwargs)
-    start = time.perf_counter()
     model.train(seed=seed, progress=False, **recipe["train"])
+    steps = int(model.history["step"].max())
+    if recipe["refine"]:
+        steps += refine_globals(model, recipe["train"], recipe["refine"], seed)
+    return model, steps
+
+
+def run_one(sim: str, variant: str, seed: int) -> dict:
+    from samsvae_pyro import SAMSVAE
+
+    adata = simulate(sim, seed)
+    recipe = resolve(variant)
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+    start = time.perf_counter()
+    model, steps = fit(adata, recipe, seed)
+    # an ensemble: further fits of the same data from other initial seeds, their posteriors pooled
+    others = [fit(adata, recipe, seed + 1000 * k)[0] for k in range(1, recipe["ensemble"])]
     seconds = time.perf_counter() - start
     truth = adata.uns["sams_truth"]
-    scores = model.ate_calibration("test", truth=truth, seed=seed)
-    row = dict(sim=sim, variant=variant, seed=seed, steps=int(model.history["step"].max()),
+    scores = model.ate_calibration("test", truth=truth, seed=seed, ensemble=others)
+    row = dict(sim=sim, variant=variant, seed=seed, steps=steps,
                iwelbo=float(model.iwelbo(split="test", n_particles=50).mean()),
                effect_norm_ratio=effect_norm_ratio(model, truth), seconds=seconds)
     for kind, key in (("population", "a"), ("predictive", "b")):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Sequence
 from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Callable, get_args
@@ -377,11 +378,14 @@ class PerturbationModel:
     @_threaded
     def model_ate(self, conditions: str | list[str] | None = None, *, n_global_draws: int = 50,
                   samples_per_draw: int = 50, method: AteMethod = "perturbseq", interval: float = 0.9,
-                  max_elements: float = 2e7, seed: int = 0) -> ad.AnnData:
+                  max_elements: float = 2e7, seed: int = 0, ensemble: Sequence[PerturbationModel] = ()) -> ad.AnnData:
         """Posterior-predictive ATE per condition vs control, with credible intervals from the posterior over (E, M).
 
         Returns AnnData (conditions x genes): X the posterior mean ATE, layers "lower"/"upper" the
         equal-tailed ``interval`` over ``n_global_draws`` independent global draws, obs the split flags.
+        ``ensemble``: other models fitted to the same data (e.g. with other seeds); their draws are pooled with
+        this one's (a mixture of the fits' posteriors), which adds the spread between fits that one fit's
+        intervals leave out (README "Calibrated treatment effects").
         Conditions (a label or a list) default to every observed condition, named as in your obs column
         (a combination keeps your member order, e.g. "KLF1+CEBPA"); any member order is accepted as input.
         Unseen combinations of known perturbations work
@@ -392,8 +396,10 @@ class PerturbationModel:
                       else [self.data.user_label(c) for c in self.data.conditions()])
         D = self._dosages(conditions)
         with seeded(seed, self.device):
-            draws = model_ate_draws(self.model, self.guide, self.example_batch(1), D, n_global_draws=n_global_draws,
-                                    samples_per_draw=samples_per_draw, method=method, max_elements=max_elements)
+            draws = torch.cat([model_ate_draws(model, guide, self.example_batch(1), D, n_global_draws=n_global_draws,
+                                               samples_per_draw=samples_per_draw, method=method,
+                                               max_elements=max_elements)
+                               for model, guide in self._fits(ensemble)])
         summary = summarise_draws(draws, interval=interval)
         return ate_anndata(summary["mean"], conditions, self.data.var_names,
                            layers={"lower": summary["lower"], "upper": summary["upper"]},
@@ -433,19 +439,31 @@ class PerturbationModel:
 
     @_threaded
     def ate_calibration(self, cells: str | np.ndarray = "test", *, truth: dict | None = None, seed: int = 0,
-                        **options: Any) -> dict[str, Any]:
+                        ensemble: Sequence[PerturbationModel] = (), **options: Any) -> dict[str, Any]:
         """Are the ATE intervals calibrated? Posterior-predictive coverage of held-out cells' data ATE, per condition.
 
         ``cells``: a split name or row positions of held-out cells (with control cells among them). With a
         simulator's ``truth`` (``adata.uns["sams_truth"]``), also the coverage of the true ATE by the population
-        intervals. Returns coverage at 50/80/90/95%, Pearson r, slope and calibration slope, a per-condition table:
-        :func:`samsvae_pyro.evaluate.calibration.ate_calibration` (``options`` are passed to it).
+        intervals. ``ensemble``: other models fitted to the same data (e.g. with other seeds), whose posterior
+        draws are pooled with this one's. Returns coverage at 50/80/90/95%, Pearson r, slope and calibration
+        slope, a per-condition table: :func:`samsvae_pyro.evaluate.calibration.ate_calibration` (``options``
+        are passed to it).
         """
+        fits = self._fits(ensemble)
         rows = self.data.indices(cells) if isinstance(cells, str) else np.asarray(cells)
         options.setdefault("method", ate_method(self.model.head.is_count))
         with seeded(seed, self.device):
             return ate_calibration(self.model, self.guide, self.data, self.example_batch(1), rows, truth=truth,
-                                   **options)
+                                   ensemble=fits[1:], **options)
+
+    def _fits(self, ensemble: Sequence[PerturbationModel]) -> list[tuple]:
+        """(model, guide) of this model and of each ensemble member, checked to be fitted to the same data."""
+        for other in ensemble:
+            if (list(other.data.var_names) != list(self.data.var_names)
+                    or list(other.data.vocabulary.perturbations) != list(self.data.vocabulary.perturbations)):
+                raise ValueError("every model of an ensemble must be fitted to the same data (genes and "
+                                 "perturbations in the same order); set them up from the same AnnData.")
+        return [(self.model, self.guide), *((other.model, other.guide) for other in ensemble)]
 
     def _dosages(self, conditions: list[str]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(self.data.condition_dosages(conditions)), dtype=torch.float32,

@@ -163,7 +163,7 @@ def ate_calibration(model: Callable, guide: Callable, data: PerturbationData, ba
                     truth: Mapping[str, Any] | None = None, levels: Sequence[float] = LEVELS,
                     method: str = "perturbseq", n_global_draws: int = 100, samples_per_draw: int = 500,
                     n_predictive_draws: int = 200, min_abs: float = MIN_ABS_EFFECT,
-                    min_cells: int = 1) -> dict[str, Any]:
+                    min_cells: int = 1, ensemble: Sequence[tuple[Callable, Callable]] = ()) -> dict[str, Any]:
     """Both calibration checks of a trained model: (b) against held-out cells, (a) against a true ATE.
 
     Sampling uses the global random stream; seed it around the call for reproducible numbers.
@@ -194,6 +194,10 @@ def ate_calibration(model: Callable, guide: Callable, data: PerturbationData, ba
         |reference| threshold of the slope.
     min_cells
         Conditions with fewer held-out cells are left out of (b).
+    ensemble
+        Further (model, guide) pairs fitted to the same data (e.g. other seeds): the draws of every pair are
+        pooled with equal weight, a mixture of their posteriors, which adds the spread between fits (the
+        decoder and encoder are point estimates, so one fit's intervals ignore their uncertainty).
 
     Returns
     -------
@@ -216,8 +220,10 @@ def ate_calibration(model: Callable, guide: Callable, data: PerturbationData, ba
     groups = torch.as_tensor(pd.Index(conditions + [control]).get_indexer(labels), device=device)
     D = torch.as_tensor(data.dosages[rows].toarray(), dtype=torch.float32, device=device)
     library = torch.as_tensor(np.asarray(data.library_size)[rows], dtype=torch.float32, device=device)
-    predictive = predictive_ate_draws(model, guide, batch, D, library, groups, len(conditions) + 1,
-                                      n_draws=n_predictive_draws, method=method).cpu().numpy()
+    fits = [(model, guide), *ensemble]
+    predictive = np.concatenate([
+        predictive_ate_draws(m, g, batch, D, library, groups, len(conditions) + 1, n_draws=n_predictive_draws,
+                             method=method).cpu().numpy() for m, g in fits])
     out: dict[str, Any] = {"predictive": calibration_summary(predictive, np.asarray(held_out.X), levels=levels,
                                                              min_abs=min_abs, conditions=conditions)}
     out["predictive"]["per_condition"]["n_cells"] = np.asarray(held_out.obs["n_cells"])
@@ -228,8 +234,9 @@ def ate_calibration(model: Callable, guide: Callable, data: PerturbationData, ba
     if truth is not None:
         true_conditions = [str(c) for c in truth["true_ate_conditions"]]
         D_true = torch.as_tensor(data.condition_dosages(true_conditions), dtype=torch.float32, device=device)
-        population = model_ate_draws(model, guide, batch, D_true, n_global_draws=n_global_draws,
-                                     samples_per_draw=samples_per_draw, method=method).cpu().numpy()
+        population = np.concatenate([
+            model_ate_draws(m, g, batch, D_true, n_global_draws=n_global_draws, samples_per_draw=samples_per_draw,
+                            method=method).cpu().numpy() for m, g in fits])
         out["population"] = calibration_summary(population, np.asarray(truth["true_ate"]), levels=levels,
                                                 min_abs=min_abs, conditions=true_conditions)
     return out
