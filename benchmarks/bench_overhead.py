@@ -121,6 +121,8 @@ GROUPS = (  # (label, substring of the file path); the first match wins
     ("pyro.poutine (handlers, trace)", "/pyro/poutine/"),
     ("pyro.infer (ELBO, trace processing)", "/pyro/infer/"),
     ("pyro.distributions", "/pyro/distributions/"),
+    ("pyro.nn (PyroModule attribute hooks)", "/pyro/nn/"),
+    ("pyro primitives and param store", "/pyro/"),
     ("torch.distributions", "/torch/distributions/"),
     ("torch.optim", "/torch/optim/"),
     ("torch.nn", "/torch/nn/"),
