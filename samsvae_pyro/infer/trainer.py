@@ -12,6 +12,10 @@ few percent of a step at paper sizes, the data were validated when loaded, and w
 models and guides a later failure (NaN parameters) also makes the loss or the gradient non-finite,
 which the trainer detects itself. A global ``pyro.enable_validation(False)`` is respected throughout.
 
+Off the CPU a step copies from the device once: the loss stays there
+(:func:`~samsvae_pyro.infer.estimators.loss_on_device`) and comes back together with the gradient norm for
+the divergence check; every copy waits for the queued kernels, so fewer of them let the host run ahead.
+
 The same loop runs in every process of a data-parallel run (``replicas``, see
 :mod:`samsvae_pyro.infer.distributed`): gradients and the loss are averaged after each backward pass,
 validation sums are reduced, and the RNG state of every process goes into the checkpoint.
