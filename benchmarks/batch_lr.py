@@ -5,7 +5,7 @@ On a GPU a step costs nearly the same at batch 512 and 2048 (the per-step cost i
 rate keeps the fit as good per epoch. Runs on the demo simulation (``samsvae_pyro.runs.train.demo_data``:
 12 perturbations, 6 pairs of which 2 are held out, the package defaults: SAMS-VAE, correlated guide,
 n_latent 10, n_hidden 128, Adam lr 3e-3 at batch 512): batch 512 at lr 3e-3, and batch 2048 at lr
-3e-3 (unchanged), 6e-3 (square-root rule, lr x sqrt(4)) and 1.2e-2 (linear rule, lr x 4), every run
+3e-3 (unchanged), 6e-3 (square-root rule, lr x sqrt(4)), 1.2e-2 (linear rule, lr x 4) and 2.4e-2, every run
 for the same number of epochs. Reported: the validation-split predictive IWELBO per cell (nats, higher
 is better; 100 particles), the final training loss, and the run's CPU seconds.
 
@@ -31,6 +31,7 @@ RUNS = (  # (label, batch size, learning rate)
     ("2048, lr 3e-3 (unscaled)", 2048, BASE_LR),
     ("2048, lr 6e-3 (sqrt rule)", 2048, BASE_LR * math.sqrt(2048 / BASE_BATCH)),
     ("2048, lr 1.2e-2 (linear rule)", 2048, BASE_LR * 2048 / BASE_BATCH),
+    ("2048, lr 2.4e-2 (twice linear)", 2048, 2 * BASE_LR * 2048 / BASE_BATCH),
 )
 
 

@@ -13,6 +13,8 @@ the arithmetic is negligible:
 * ``syncs``: the host-device synchronisations of one training step (``Tensor.item``, ``bool``,
   ``float``, ``int``, ``tolist``, ``numpy`` on a tensor), counted by wrapping those methods; on CUDA
   each one waits for every kernel queued so far.
+* ``count``: Python function calls and torch operator calls per step on the tiny problem: deterministic
+  measures of the per-step work, to compare versions on a machine too busy for timings.
 * ``profile``: cProfile of steps on the tiny problem, cumulative time grouped by where it is spent
   (Pyro's handlers and trace processing, distributions, torch ops, the trainer, the data loader).
 
@@ -119,6 +121,8 @@ GROUPS = (  # (label, substring of the file path); the first match wins
     ("pyro.poutine (handlers, trace)", "/pyro/poutine/"),
     ("pyro.infer (ELBO, trace processing)", "/pyro/infer/"),
     ("pyro.distributions", "/pyro/distributions/"),
+    ("pyro.nn (PyroModule attribute hooks)", "/pyro/nn/"),
+    ("pyro primitives and param store", "/pyro/"),
     ("torch.distributions", "/torch/distributions/"),
     ("torch.optim", "/torch/optim/"),
     ("torch.nn", "/torch/nn/"),
@@ -151,9 +155,27 @@ def profile_steps(model, batch_size: int, steps: int, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def count_work(model, batch_size: int, steps: int) -> tuple[float, float]:
+    """Python function calls and top-level torch operator calls per training step (deterministic, unlike
+    timings on a shared machine): cProfile's call count and torch.profiler's aten ops not called by another."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.train(max_steps=2, batch_size=batch_size, val_every=10**9, progress=False, seed=0)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    model.train(max_steps=steps, batch_size=batch_size, val_every=10**9, progress=False, seed=0)
+    profiler.disable()
+    calls = sum(row[1] for row in pstats.Stats(profiler).stats.values())
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.train(max_steps=steps, batch_size=batch_size, val_every=10**9, progress=False, seed=0)
+    ops = sum(1 for e in prof.events() if e.name.startswith("aten::")
+              and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+    return calls / steps, ops / steps
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--what", choices=("all", "time", "syncs", "profile"), default="all")
+    p.add_argument("--what", choices=("all", "time", "syncs", "profile", "count"), default="all")
     p.add_argument("--guide", choices=(*bench_train.GUIDES, "all"), default="all")
     p.add_argument("--steps", type=int, default=40, help="timed steps at the Replogle size (tiny: 10x)")
     p.add_argument("--warmup", type=int, default=5)
@@ -162,22 +184,29 @@ def main(argv=None) -> None:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--data", type=Path, default=bench_train.DEFAULT_DATA)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the models train (time only)")
+    p.add_argument("--sizes", choices=("both", "tiny", "replogle"), default="both", help="problem sizes timed")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     guides = bench_train.GUIDES if args.guide == "all" else (args.guide,)
     for guide in guides:
         if args.what in ("all", "time"):
-            rows = {}
+            rows, sizes = {}, ("tiny", "replogle") if args.sizes == "both" else (args.sizes,)
             for _ in range(args.repeats):
-                for size in ("tiny", "replogle"):
+                for size in sizes:
                     model = (tiny_model(guide, args.device) if size == "tiny"
                              else replogle_model(guide, args.data, args.device))
                     batch, steps = (TINY_BATCH, 10 * args.steps) if size == "tiny" else (512, args.steps)
                     rows.setdefault(size, []).append(step_times(model, batch, steps, args.warmup))
-            (tw, tc), (rw, rc) = ([statistics.median(v) for v in zip(*rows[s])] for s in ("tiny", "replogle"))
-            print(f"{guide}: tiny {1e3 * tw:.2f} ms/step (CPU {1e3 * tc:.2f}); Replogle {1e3 * rw:.1f} ms/step "
-                  f"(CPU {1e3 * rc:.1f}); tiny / Replogle = {tw / rw:.3f} (CPU {tc / rc:.3f})", flush=True)
+            medians = {size: [statistics.median(v) for v in zip(*runs)] for size, runs in rows.items()}
+            print(f"{guide} ({Path(sys.modules['samsvae_pyro'].__file__).parent}): " + "; ".join(
+                f"{size} {1e3 * wall:.2f} ms/step (CPU {1e3 * cpu:.2f})" for size, (wall, cpu) in medians.items())
+                + ("; tiny / Replogle = {:.3f} (CPU {:.3f})".format(*(t / r for t, r in zip(
+                    medians["tiny"], medians["replogle"]))) if len(medians) == 2 else ""), flush=True)
+        if args.what in ("all", "count"):
+            calls, ops = count_work(tiny_model(guide), TINY_BATCH, args.steps)
+            print(f"{guide} ({Path(sys.modules['samsvae_pyro'].__file__).parent}, tiny): {calls:.0f} Python calls "
+                  f"and {ops:.0f} torch ops per training step", flush=True)
         if args.what in ("all", "syncs"):
             for size in ("tiny", "replogle"):
                 model = tiny_model(guide) if size == "tiny" else replogle_model(guide, args.data)

@@ -88,9 +88,9 @@ class Replicas:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def average_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: Tensor) -> Tensor:
-        """Average every gradient (and the 0-dim loss) over processes in one all-reduce; returns the mean
-        loss (float64, averaged in float32), without a copy to the host.
+    def average_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: float | Tensor) -> Tensor:
+        """Average every gradient (and the loss) over processes in one all-reduce; returns the mean loss
+        (a 0-dim float64 tensor, averaged in float32) without a copy to the host.
 
         A parameter without a gradient in a process counts as a zero gradient there (and gets the average),
         so every process takes the same optimizer step even when one failed before its backward pass.
@@ -100,7 +100,7 @@ class Replicas:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         flat = torch.cat([p.grad.reshape(-1) for p in with_grad]
-                         + [loss.reshape(1).to(device=self.device, dtype=torch.float32)])
+                         + [torch.as_tensor(loss, dtype=torch.float32, device=self.device).reshape(1)])
         flat = self.fabric.all_reduce(flat, reduce_op="mean")
         offset = 0
         for p in with_grad:

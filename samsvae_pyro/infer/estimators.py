@@ -52,6 +52,8 @@ def loss_on_device(elbo: ELBO) -> Iterator[None]:
     ``"trace"``). Here the estimator's modules use :func:`_on_device` instead: the same float32 values
     widened to float64 and added in the same order, so the loss is bit-identical to Pyro's float. The
     NaN warning is skipped; the trainer checks the loss and the gradient norm itself (one copy per step).
+    The replacement is made in Pyro's module namespaces while the context is active (one training
+    thread per process, as everywhere in this package).
     """
     replacements = {"torch_item": _on_device, "warn_if_nan": lambda value, *args, **kwargs: value}
     modules = {sys.modules[cls.__module__] for cls in type(elbo).__mro__}  # e.g. TraceMeanField_ELBO's and Trace_ELBO's

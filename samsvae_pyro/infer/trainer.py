@@ -12,6 +12,10 @@ few percent of a step at paper sizes, the data were validated when loaded, and w
 models and guides a later failure (NaN parameters) also makes the loss or the gradient non-finite,
 which the trainer detects itself. A global ``pyro.enable_validation(False)`` is respected throughout.
 
+Off the CPU a step copies from the device once: the loss stays there
+(:func:`~samsvae_pyro.infer.estimators.loss_on_device`) and comes back together with the gradient norm for
+the divergence check; every copy waits for the queued kernels, so fewer of them let the host run ahead.
+
 The same loop runs in every process of a data-parallel run (``replicas``, see
 :mod:`samsvae_pyro.infer.distributed`): gradients and the loss are averaged after each backward pass,
 validation sums are reduced, and the RNG state of every process goes into the checkpoint.
@@ -113,6 +117,7 @@ class SVITrainer:
         self.hooks = list(hooks)
         self.replicas = replicas
         self.modules = nn.ModuleDict({"model": model, "guide": guide})
+        self._on_cpu = next(self.modules.parameters()).device.type == "cpu"
         self.schedules = make_schedules(schedules)
         if "mask_temperature" in self.schedules and not hasattr(getattr(guide, "mask", None), "temperature"):
             raise ValueError("A mask_temperature schedule needs a guide with a relaxed mask (guide.mask.temperature); "
@@ -134,19 +139,25 @@ class SVITrainer:
     def loss(self, batch: Batch, split: str = "train", *, grad: bool = True) -> float | Tensor:
         """-ELBO per cell for one batch.
 
-        With ``grad``, the gradients are accumulated into the parameters and the loss is returned as a 0-dim
-        float64 tensor on the parameters' device (no host sync; see :func:`~samsvae_pyro.infer.estimators.loss_on_device`);
-        without, as a float.
+        With ``grad``, the gradients are accumulated into the parameters; off the CPU the loss is then returned
+        as a 0-dim float64 tensor on the device, so that computing it waits for nothing
+        (:func:`~samsvae_pyro.infer.estimators.loss_on_device`; on the CPU a float costs less). Without
+        ``grad``, a float.
         """
         model, guide = self.modules["model"], self.modules["guide"]
         with self._checks(), weighting_context(self.weighting, batch, self.counts.get(split)):
             if grad:
-                with LatentScale(*self.kl_weights), loss_on_device(self.elbo):
+                with LatentScale(*self.kl_weights), self._loss_context():
                     value = self.elbo.loss_and_grads(model, guide, batch)
                 self._validated = True
                 return value
             with torch.no_grad():
                 return self.elbo.loss(model, guide, batch)
+
+    def _loss_context(self):
+        """:func:`~samsvae_pyro.infer.estimators.loss_on_device` off the CPU, where every copy to the host waits
+        for the queued kernels; nothing on the CPU, where Pyro's floats cost less than tensor arithmetic."""
+        return contextlib.nullcontext() if self._on_cpu else loss_on_device(self.elbo)
 
     def _checks(self):
         """Pyro's validation as globally set until a training step has passed it, then off (unless every step)."""
@@ -178,7 +189,8 @@ class SVITrainer:
         return [getattr(hook, method)(self) for hook in self.hooks if hasattr(hook, method)]
 
     def train_step(self, batch: Batch) -> float:
-        """One optimizer step on ``batch``; returns the -ELBO per cell (the step's only device-to-host copy)."""
+        """One optimizer step on ``batch``; returns the -ELBO per cell (off the CPU, read in the step's only
+        device-to-host copy, together with the gradient norm)."""
         self._apply_schedules()
         self._call_hooks("before_step")
         self.optimizer.zero_grad(set_to_none=True)
@@ -187,15 +199,18 @@ class SVITrainer:
         except ValueError as error:  # distribution argument checks catch NaN parameters first
             if "invalid values" not in str(error):
                 raise
-            value = torch.tensor(math.nan, dtype=torch.float64, device=next(self.modules.parameters()).device)
+            value = math.nan
         penalties = [p for p in self._call_hooks("penalty") if p is not None]
         if penalties:
             sum(penalties).backward()
         if self.replicas is not None:
             value = self.replicas.average_gradients(self.modules.parameters(), value)
-        norm = (torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
-                if self.clip_norm is not None else value.new_zeros(()))
-        value, norm = torch.stack([value, norm.to(value.dtype)]).tolist()  # one wait for the device per step
+        if self.clip_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip_norm)
+        else:
+            norm = value.new_zeros(()) if torch.is_tensor(value) else 0.0
+        if torch.is_tensor(value):  # kept on the device: one wait for it per step, for the loss and the norm
+            value, norm = torch.stack([value, norm.to(value.dtype)]).tolist()
         if not (math.isfinite(value) and math.isfinite(norm)):
             self._diverged(value)
         self.optimizer.step()

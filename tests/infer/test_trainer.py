@@ -34,7 +34,13 @@ def test_resuming_from_a_saved_checkpoint_continues_exactly(registered, tmp_path
     np.testing.assert_array_equal(history["train_loss"].to_numpy(), straight["train_loss"].to_numpy())
 
 
-def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(registered):
+@pytest.mark.parametrize("off_cpu_path", [False, True])
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(registered, off_cpu_path, monkeypatch):
+    if off_cpu_path:  # the loss kept on the device, read with the gradient norm (as on CUDA)
+        from samsvae_pyro.infer.estimators import loss_on_device
+        from samsvae_pyro.infer.trainer import SVITrainer
+
+        monkeypatch.setattr(SVITrainer, "_loss_context", lambda self: loss_on_device(self.elbo))
     model = small_model(registered)
 
     def poison(trainer):
@@ -90,9 +96,16 @@ def test_loss_kept_on_the_device_is_pyros_float_bit_for_bit(registered, estimato
     assert pyro.infer.trace_elbo.torch_item is pyro.infer.util.torch_item
 
 
-def test_a_training_step_copies_from_the_device_at_most_twice(registered, monkeypatch):
+@pytest.mark.parametrize("clip_norm", [100.0, None])
+def test_a_training_step_off_the_cpu_copies_from_the_device_once(registered, monkeypatch, clip_norm):
     """On CUDA every copy to the host waits for the queued kernels: a step makes one (loss and gradient norm
-    together, for the divergence check) plus, on CPU only, the large-count check of the NB log-probability."""
+    together, for the divergence check). Run here on the CPU with the trainer's off-CPU path, where the NB
+    log-probability's large-count check (CPU only) adds one more; same history as the CPU path."""
+    from samsvae_pyro.infer.estimators import loss_on_device
+    from samsvae_pyro.infer.trainer import SVITrainer
+
+    cpu_history = small_model(registered).train(max_steps=7, val_every=1000, seed=0, clip_norm=clip_norm, **FAST)
+    monkeypatch.setattr(SVITrainer, "_loss_context", lambda self: loss_on_device(self.elbo))
     model, copies = small_model(registered), []
     counting = {"on": False}
     for name in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
@@ -103,5 +116,6 @@ def test_a_training_step_copies_from_the_device_at_most_twice(registered, monkey
     def after_step(trainer):
         counting["on"] = trainer.step < 6  # steps 2..6: after Pyro's checks of step 1, before the validation of 7
 
-    model.train(max_steps=7, val_every=1000, seed=0, callback=after_step, **FAST)
-    assert 0 < len(copies) <= 2 * 5, copies
+    history = model.train(max_steps=7, val_every=1000, seed=0, clip_norm=clip_norm, callback=after_step, **FAST)
+    assert copies.count("tolist") == 5 and len(copies) == 2 * 5, copies
+    pd.testing.assert_frame_equal(history.drop(columns="seconds"), cpu_history.drop(columns="seconds"), check_exact=True)
