@@ -36,6 +36,7 @@ LatentKind = Literal["basal", "perturbed"]
 PredictMode = Literal["generative", "counterfactual"]
 SplitName = Literal["train", "val", "test", "excluded"]  # data.splits.SPLITS
 CheckMode = Literal["in_sample", "generative"]  # posterior predictive checks: z_basal from the encoder or the prior
+Sampling = Literal["auto", "cells", "blocks"]  # training batches: data.batches.SAMPLINGS
 SimilarityMetric = Literal["cosine", "correlation"]
 SimilaritySource = Literal["effects", "mask"]
 

@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.set:
         raise ValueError("--set applies to --config runs only; without a config use the flags (see --help).")
     out = check_writable(check_run_dir(args.out or RUN_DIR, overwrite=args.overwrite), directory=True)
-    adata = read_h5ad(args.adata)
+    adata = read_h5ad(args.adata, backed=args.backed)
     _check_columns(adata, args)
     setup = dict(perturbation_key=args.perturbation_key, control_label=args.control_label, layer=args.layer,
                  split_key=args.split_key, delimiter=args.delimiter, dosage_columns=args.dosage_columns,
@@ -199,7 +199,7 @@ def _resume(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues a saved run with its own arguments; drop --config and --set.")
     evaluate = None if args.no_evaluate else dict(n_particles=args.eval_particles, seed=args.seed)
     report = resume_run(args.resume, args.adata, evaluate=evaluate, progress=not args.quiet, log=print,
-                        **_devices(args))
+                        backed=args.backed, **_devices(args))
     if report:
         _print_lines(_render().evaluation_summary(report, Path(args.resume)))
     return 0
@@ -227,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from samsvae_pyro.runs.layout import TRUTH_KEY
 
     out = check_writable(args.out or args.run_dir, directory=True)
-    model, adata = open_run(args.run_dir, args.adata, device=args.device)
+    model, adata = open_run(args.run_dir, args.adata, device=args.device, backed=args.backed)
     model.threads = args.threads
     report = evaluate_run(model, out, truth=adata.uns.get(TRUTH_KEY), n_particles=args.n_particles,
                           ate_draws=args.ate_draws, ate_samples_per_draw=args.ate_samples_per_draw,
@@ -279,9 +279,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.source and args.mode != "counterfactual":
         raise ValueError("--source applies to --mode counterfactual only.")
     out = _new_file(args.out or Path(args.run_dir) / PREDICTIONS, ".h5ad", overwrite=args.overwrite)
-    model, _ = open_run(args.run_dir, args.adata, device=args.device)
+    model, _ = open_run(args.run_dir, args.adata, device=args.device, backed=args.backed)
     model.threads = args.threads
-    source = read_h5ad(args.source) if args.source else None
+    source = read_h5ad(args.source, backed=args.backed) if args.source else None
     try:
         prediction = model.predict(list(args.perturbations), mode=args.mode, source=source, n_cells=args.n_cells,
                                    seed=args.seed)
@@ -306,7 +306,7 @@ def cmd_interpret(args: argparse.Namespace) -> int:
         raise ValueError("give either --groups FILE or --pathways, not both.")
     groups = read_groups(args.groups) if args.groups else None
     out = check_writable(args.out or args.run_dir, directory=True)
-    model, adata = open_run(args.run_dir, args.adata, device=args.device)
+    model, adata = open_run(args.run_dir, args.adata, device=args.device, backed=args.backed)
     model.threads = args.threads
     target_key = None if args.target_key.lower() == "none" else args.target_key
     groups = choose_groups(model, adata, groups=groups, pathways=args.pathways, target_key=target_key, log=print)
@@ -325,7 +325,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     run_dirs = [args.run_dir, *args.compare]
     names = _run_names(run_dirs)
     out = check_writable(args.out or args.run_dir, directory=True)
-    models = {name: open_run(run_dir, args.adata, device=args.device)[0] for name, run_dir in zip(names, run_dirs)}
+    models = {name: open_run(run_dir, args.adata, device=args.device, backed=args.backed)[0]
+              for name, run_dir in zip(names, run_dirs)}
     for model in models.values():
         model.threads = args.threads
     split = None if args.split == "all" else args.split
@@ -445,7 +446,8 @@ def _train_parser(commands) -> None:
                             help="override a config value (repeatable), e.g. --set variant=cpa_vae "
                                  "--set train.seed=1 --set data.path=norman.h5ad")
     data = sub.add_argument_group("data")
-    data.add_argument("--adata", default=None, help="input .h5ad (raw counts in X or in --layer)")
+    data.add_argument("--adata", default=None, help="input .h5ad (raw counts in X or in --layer), or .zarr")
+    _backed_argument(data)
     data.add_argument("--perturbation-key", default=None, help="obs column of labels such as 'A', 'A+B', control")
     data.add_argument("--control-label", default="control", help="label of control cells (default 'control')")
     data.add_argument("--control-pattern", default=None, help="any label containing this is a control")
@@ -494,7 +496,7 @@ def _train_parser(commands) -> None:
     parallel.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
     parallel.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn or ddp_fork")
     parallel.add_argument("--num-nodes", type=_positive, default=1, help="machines (torchrun or SLURM launch)")
-    flag_only = ("adata", "perturbation_key", "control_label", "control_pattern", "dosage_columns", "delimiter",
+    flag_only = ("adata", "backed", "perturbation_key", "control_label", "control_pattern", "dosage_columns", "delimiter",
                  "layer", "split_key", "encoding", "n_latent", "n_hidden", "n_layers", "guide", "likelihood",
                  "mask_prior_prob", "batch_size", "lr", "n_particles", "estimator", "val_every", "seed", "device",
                  "eval_particles")
@@ -527,6 +529,13 @@ def _saved_run_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("run_dir", help="directory written by `samsvae train`, `samsvae demo` or `samsvae sweep`")
     sub.add_argument("--adata", default=None,
                      help="the .h5ad the run was trained on (not needed for runs of an experiment config)")
+    _backed_argument(sub)
+
+
+def _backed_argument(sub) -> None:
+    sub.add_argument("--backed", action="store_true",
+                     help="keep the counts of --adata on disk and read them by rows (data larger than memory; README, "
+                          "\"Data larger than memory\"); a .zarr directory is always read this way")
 
 
 def _check_parser(commands) -> None:
@@ -585,6 +594,7 @@ def _predict_parser(commands) -> None:
     sub = _command(commands, "predict", cmd_predict, "Sample cells under perturbations or unseen combinations.")
     sub.add_argument("run_dir", help="directory written by `samsvae train` or `samsvae demo`")
     sub.add_argument("--adata", required=True, help="the .h5ad the run was trained on")
+    _backed_argument(sub)
     sub.add_argument("--perturbations", nargs="+", required=True, metavar="LABEL", help="e.g. A B+C")
     sub.add_argument("--mode", choices=get_args(PredictMode), default="generative",
                      help="generative: z_basal from the prior; counterfactual: inferred from source cells "

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from samsvae_pyro._typing import (
-    AteMethod, CheckMode, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Weighting,
+    AteMethod, CheckMode, EstimatorName, GuideFactory, GuideName, IwelboKind, LatentKind, PredictMode, Sampling,
+    Weighting,
 )
 from samsvae_pyro.api.persistence import (
     CHECKPOINT,
@@ -31,6 +32,7 @@ from samsvae_pyro.api.persistence import (
     save_model,
 )
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
+from samsvae_pyro.data.batches import block_size_for
 from samsvae_pyro.data.registry import design_arguments, register, registered_setup, with_setup
 from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method
 from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS
@@ -153,13 +155,14 @@ class PerturbationModel:
 
     # ---------------------------------------------------------------- data
     def loader(self, split: str | np.ndarray, *, batch_size: int = 512, shuffle: bool = False, seed: int = 0,
-               data: PerturbationData | None = None, **shards: Any) -> MinibatchLoader:
+               data: PerturbationData | None = None, sampling: Sampling = "auto", **shards: Any) -> MinibatchLoader:
         """Minibatches of a split (name or cell positions) of the training data (or of ``data``);
+        ``sampling``: "cells", "blocks", or "auto" (blocks for counts on disk; :mod:`samsvae_pyro.data.batches`);
         ``shards``: ``rank``, ``world_size``, ``even_shards`` of :class:`~samsvae_pyro.data.MinibatchLoader`."""
         data = data or self.data
         indices = data.indices(split) if isinstance(split, str) else np.asarray(split)
         return MinibatchLoader(data, indices, batch_size=batch_size, shuffle=shuffle, seed=seed, device=self.device,
-                               **shards)
+                               block_size=block_size_for(data, sampling), **shards)
 
     def example_batch(self, n: int = 2):
         """A small batch of training cells, for tracing."""
@@ -180,7 +183,7 @@ class PerturbationModel:
         seed: int = 0, progress: bool = True, callback: Callable | None = None, devices: int = 1,
         accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1,
         schedules: dict | None = None, lr_globals: float | None = None, inference: str | dict | None = None,
-        checkpoint_every: int | None = None, checkpoint: Callable | None = None,
+        checkpoint_every: int | None = None, checkpoint: Callable | None = None, sampling: Sampling = "auto",
     ) -> pd.DataFrame:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
 
@@ -208,12 +211,18 @@ class PerturbationModel:
         for q(M) and q(E)) are inference options for experiments: see :mod:`samsvae_pyro.infer.schedules`.
         ``inference="sparse"`` runs the mask-recovery recipe (README "Inference";
         :mod:`samsvae_pyro.infer.sparse_mask`) over these ``max_steps`` (one process only).
+
+        ``sampling`` draws the training batches: ``"cells"`` permutes the cells every epoch, ``"blocks"`` permutes
+        blocks of 64 consecutive cells and shuffles cells within buffers of 64 blocks read at once (for counts on
+        disk: README "Data larger than memory"; :mod:`samsvae_pyro.data.batches`); ``"auto"`` (default) chooses
+        blocks for counts on disk and cells otherwise.
         """
         check_training_arguments(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
                                  weight_decay=weight_decay, clip_norm=clip_norm, val_every=val_every, seed=seed,
                                  early_stopping_patience=early_stopping_patience, devices=devices,
                                  lr_globals=lr_globals, num_nodes=num_nodes, checkpoint_every=checkpoint_every)
         check_estimator(estimator, self.guide, self.example_batch())
+        block_size_for(self.data, sampling)  # checks the name
         parallel = devices > 1 or num_nodes > 1
         if parallel and inference is not None:
             raise ValueError("inference=... (the sparse-mask hooks) runs in one process only; use devices=1.")
@@ -221,7 +230,7 @@ class PerturbationModel:
                        estimator=estimator, weighting=weighting, weight_decay=weight_decay, clip_norm=clip_norm,
                        val_every=val_every, early_stopping_patience=early_stopping_patience, seed=seed,
                        schedules=schedules, lr_globals=lr_globals, inference=inference,
-                       checkpoint_every=checkpoint_every)
+                       checkpoint_every=checkpoint_every, sampling=sampling)
         if not parallel:
             self._fit(None, options, progress=progress, callback=callback, checkpoint=checkpoint)
         else:
@@ -260,6 +269,7 @@ class PerturbationModel:
         """Build the trainer (in this process) and run it; ``replicas``: the collectives of a parallel run."""
         options_in, options = options, dict(options)
         max_steps, batch_size, seed = options.pop("max_steps"), options.pop("batch_size"), options["seed"]
+        sampling = options.pop("sampling", "auto")  # absent from checkpoints written before the option
         hooks = inference_hooks(options.pop("inference"), self.model, self.guide, max_steps=max_steps, seed=seed)
         shards = {} if replicas is None else dict(rank=replicas.rank, world_size=replicas.world_size)
         counts = {s: torch.as_tensor(self.data.cells_per_perturbation(s), dtype=torch.float32, device=self.device)
@@ -272,7 +282,7 @@ class PerturbationModel:
         )
         if self.trainer_state is not None:
             self.trainer.load_state_dict(self.trainer_state)
-        train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed, **shards)
+        train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed, sampling=sampling, **shards)
         val = self.loader("val", batch_size=batch_size, even_shards=False, **shards) if "val" in counts else None
         save = None if checkpoint is None else partial(_save_checkpoint, self, checkpoint, _storable(options_in))
         self.history = self.trainer.fit(

@@ -9,6 +9,7 @@ from samsvae_pyro.data.datasets import (
 )
 from samsvae_pyro.data.design import PerturbationData, build_perturbation_data
 from samsvae_pyro.data.labels import PerturbationVocabulary, parse_label
+from samsvae_pyro.data.ondisk import read_backed
 from samsvae_pyro.data.simulate import simulate_counts, simulate_paper
 from samsvae_pyro.data.splits import (
     held_out_conditions_split,
@@ -31,6 +32,7 @@ __all__ = [
     "norman_ood_split",
     "parse_label",
     "random_split",
+    "read_backed",
     "simulate_counts",
     "simulate_paper",
 ]

@@ -11,7 +11,12 @@ returned ``counts`` shares its arrays with the AnnData, which is never modified)
 another dtype gets a float32 copy of its ``data`` array (index arrays shared); other sparse
 formats are converted to CSR (copy); a dense input is converted with ``np.asarray(...,
 float32)`` (no copy if already float32). Re-ordering genes to match a ``reference`` copies the
-matrix. Validation and statistics run over row chunks or slices of ``.data``.
+matrix. Validation, library sizes and statistics run over row chunks.
+
+Counts on disk (``anndata.read_h5ad(path, backed="r")``, or :func:`~samsvae_pyro.data.read_backed` for
+``.h5ad`` and ``.zarr``) stay there: ``counts`` is then an :class:`~samsvae_pyro.data.ondisk.OnDiskMatrix`
+that reads rows on demand, and validation, library sizes and statistics stream over row chunks of at
+most :data:`~samsvae_pyro.data.ondisk.CHUNK_VALUES` dense values, with the same results as in memory.
 
 Deliberate choices beyond the paper:
 
@@ -56,15 +61,15 @@ from samsvae_pyro.data.labels import (
     format_names,
     warn_case_variants,
 )
+from samsvae_pyro.data.ondisk import CHUNK_VALUES, OnDiskMatrix, is_on_disk
 from samsvae_pyro.data.splits import SPLIT_DTYPE, SPLITS, random_split
 
 STD_FLOOR = 1e-2
 MAX_COUNT = 2**24  # the largest integer float32 holds exactly, with every smaller one
 FLOAT16_EXACT_BELOW = 2048  # float16 holds every integer up to 2048; a stored 2048 may be a rounded 2049
 VOCABULARY_SCOPES = ("train", "all")
-_CHUNK_VALUES = 1 << 22  # values per chunk for validation and statistics
 
-Matrix = sp.csr_matrix | np.ndarray
+Matrix = sp.csr_matrix | np.ndarray | OnDiskMatrix
 
 
 @dataclass(eq=False)
@@ -74,7 +79,8 @@ class PerturbationData:
     Parameters
     ----------
     counts
-        Counts (or values for the "normal" likelihood), CSR float32 if the input was sparse.
+        Counts (or values for the "normal" likelihood), CSR float32 if the input was sparse; an
+        :class:`~samsvae_pyro.data.ondisk.OnDiskMatrix` (rows read on demand) if the input was on disk.
     dosages
         Dosage matrix D, CSR float32; a control cell has a zero row.
     vocabulary
@@ -291,8 +297,8 @@ def build_perturbation_data(
     if reference is None:
         warn_case_variants({m for ms in members for m in ms})
     split = _cell_splits(adata, split_key, split_seed)
-    counts, var_names = _aligned_counts(adata, layer, reference, count_data=count_data)
-    _validate_values(counts, count_data=count_data, source=_source_name(layer))
+    counts, var_names, float16 = _aligned_counts(adata, layer, reference)
+    library_size = _checked_library_sizes(counts, count_data=count_data, float16=float16, source=_source_name(layer))
     if reference is None:
         columns = _training_vocabulary(codes, members, split, rules, scope=vocabulary)
     else:
@@ -304,7 +310,7 @@ def build_perturbation_data(
         dosages=dosages,
         vocabulary=columns,
         labels=labels,
-        library_size=np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel().astype(np.float32),
+        library_size=library_size,
         split=split,
         x_mean=x_mean,
         x_std=x_std,
@@ -543,7 +549,8 @@ def _check_shape_and_names(adata: AnnData) -> None:
             )
 
 
-def _read_matrix(adata: AnnData, layer: str | None, *, count_data: bool = True) -> Matrix:
+def _read_matrix(adata: AnnData, layer: str | None) -> tuple[Matrix, bool]:
+    """The counts as float32 (CSR, dense, or on disk), and whether they are stored as float16."""
     if layer is not None and layer not in adata.layers:
         raise ValueError(
             f"layer={layer!r} is not in adata.layers (available: "
@@ -553,36 +560,27 @@ def _read_matrix(adata: AnnData, layer: str | None, *, count_data: bool = True) 
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError("adata.X is empty; pass the layer holding the counts (layer=...).")
-    if count_data and matrix.dtype == np.float16:
-        _check_float16(matrix, _source_name(layer))
+    float16 = matrix.dtype == np.float16
+    if is_on_disk(matrix):
+        return OnDiskMatrix(matrix, name=_source_name(layer)), float16
     if not sp.issparse(matrix):
-        return np.asarray(matrix, dtype=np.float32)
+        return np.asarray(matrix, dtype=np.float32), float16
     matrix = sp.csr_matrix(matrix)  # shares arrays when already CSR
     if matrix.dtype != np.float32:
         matrix = sp.csr_matrix(
             (matrix.data.astype(np.float32), matrix.indices, matrix.indptr), shape=matrix.shape
         )
-    return matrix
-
-
-def _check_float16(matrix, source: str) -> None:
-    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
-    largest = float(values.max(initial=0))
-    if largest >= FLOAT16_EXACT_BELOW:
-        raise ValueError(
-            f"{source} holds counts as float16, which stores integers exactly only up to 2,048 (its "
-            f"largest value is {largest:g}, so larger counts may have been rounded when it was written). "
-            "Store the raw counts as integers or float32 (e.g. from the original file) and register again."
-        )
+    return matrix, float16
 
 
 def _aligned_counts(
-    adata: AnnData, layer: str | None, reference: PerturbationData | None, *, count_data: bool = True
-) -> tuple[Matrix, pd.Index]:
-    """Counts with the reference's genes and gene order (if a reference is given)."""
-    counts = _read_matrix(adata, layer, count_data=count_data)
+    adata: AnnData, layer: str | None, reference: PerturbationData | None
+) -> tuple[Matrix, pd.Index, bool]:
+    """Counts with the reference's genes and gene order (if a reference is given), and whether they are
+    stored as float16."""
+    counts, float16 = _read_matrix(adata, layer)
     if reference is None or adata.var_names.equals(reference.var_names):
-        return counts, adata.var_names
+        return counts, adata.var_names, float16
     position = adata.var_names.get_indexer(reference.var_names)
     missing = list(reference.var_names[position < 0])
     if missing:
@@ -591,47 +589,59 @@ def _aligned_counts(
             f"{format_names(missing)}. The new AnnData must contain the training genes "
             "(subset it with adata[:, reference.var_names] after adding them)."
         )
-    return counts[:, position], reference.var_names
+    return counts[:, position], reference.var_names, float16
 
 
-def _value_blocks(counts: Matrix):
-    """Views of the stored values in chunks (sparse: slices of ``.data``; dense: row blocks)."""
-    if sp.issparse(counts):
-        for start in range(0, len(counts.data), _CHUNK_VALUES):
-            yield counts.data[start : start + _CHUNK_VALUES]
-        return
-    step = max(1, _CHUNK_VALUES // max(1, counts.shape[1]))
+def _row_blocks(counts: Matrix):
+    """Consecutive row blocks of the counts, in memory, each of at most ``CHUNK_VALUES`` dense values."""
+    step = max(1, CHUNK_VALUES // max(1, counts.shape[1]))
     for start in range(0, counts.shape[0], step):
         yield counts[start : start + step]
 
 
-def _validate_values(counts: Matrix, *, count_data: bool, source: str) -> None:
+def _checked_library_sizes(counts: Matrix, *, count_data: bool, float16: bool, source: str) -> np.ndarray:
+    """(N,) float32 row sums of the counts, validated block by block on the way (one pass over the data)."""
+    sums = []
+    for block in _row_blocks(counts):
+        _validate_values(block.data if sp.issparse(block) else block, count_data=count_data, float16=float16,
+                         source=source)
+        sums.append(np.asarray(block.sum(axis=1, dtype=np.float64)).ravel())
+    return np.concatenate(sums).astype(np.float32)
+
+
+def _validate_values(block: np.ndarray, *, count_data: bool, float16: bool, source: str) -> None:
+    """ValueError naming the problem and the fix if some stored values of ``block`` are not valid."""
     fix = ("pass raw counts (e.g. layer='counts'); for continuous values, register them with "
            "setup_anndata(..., count_data=False) and use likelihood='normal'")
-    for block in _value_blocks(counts):
-        if not np.isfinite(block).all():
-            raise ValueError(
-                f"{source} contains NaN or infinite values; remove or impute them first."
-            )
-        if not count_data:
-            continue
-        if (block < 0).any():
-            raise ValueError(
-                f"{source} contains negative values (min {block.min()}); counts must be "
-                f">= 0: {fix}."
-            )
-        if (block > MAX_COUNT).any():
-            raise ValueError(
-                f"{source} contains counts above 2^24 = {MAX_COUNT:,} (max {block.max():g}), which float32 "
-                "cannot hold exactly (nor can any sequencing count be that large): check the data, e.g. "
-                "whether it was scaled."
-            )
-        fractional = block[block != np.round(block)]
-        if fractional.size:
-            raise ValueError(
-                f"{source} contains non-integer values (e.g. {fractional.flat[0]}), but count "
-                f"likelihoods need raw integer counts: {fix}."
-            )
+    if count_data and float16 and block.max(initial=0) >= FLOAT16_EXACT_BELOW:
+        raise ValueError(
+            f"{source} holds counts as float16, which stores integers exactly only up to 2,048 (it holds "
+            f"{block.max():g}, so larger counts may have been rounded when it was written). Store the raw counts "
+            "as integers or float32 (e.g. from the original file) and register again."
+        )
+    if not np.isfinite(block).all():
+        raise ValueError(
+            f"{source} contains NaN or infinite values; remove or impute them first."
+        )
+    if not count_data:
+        return
+    if (block < 0).any():
+        raise ValueError(
+            f"{source} contains negative values (min {block.min()}); counts must be "
+            f">= 0: {fix}."
+        )
+    if (block > MAX_COUNT).any():
+        raise ValueError(
+            f"{source} contains counts above 2^24 = {MAX_COUNT:,} (max {block.max():g}), which float32 "
+            "cannot hold exactly (nor can any sequencing count be that large): check the data, e.g. "
+            "whether it was scaled."
+        )
+    fractional = block[block != np.round(block)]
+    if fractional.size:
+        raise ValueError(
+            f"{source} contains non-integer values (e.g. {fractional.flat[0]}), but count "
+            f"likelihoods need raw integer counts: {fix}."
+        )
 
 
 def _statistics(
@@ -655,7 +665,7 @@ def _moments(counts: Matrix, rows: np.ndarray, transform: str) -> tuple[np.ndarr
     f = np.log1p if transform == "log1p" else np.asarray  # both map 0 to 0
     n_genes = counts.shape[1]
     s1, s2 = np.zeros(n_genes), np.zeros(n_genes)
-    step = max(1, _CHUNK_VALUES // n_genes)
+    step = max(1, CHUNK_VALUES // n_genes)
     for start in range(0, len(rows), step):
         block = counts[rows[start : start + step]]
         if sp.issparse(block):

@@ -45,9 +45,10 @@ def registered_setup(adata: AnnData) -> dict:
 
 
 def with_setup(adata: AnnData, setup: dict) -> AnnData:
-    """``adata`` itself when registered, else a copy registered with ``setup`` (the user's object is untouched)."""
+    """``adata`` itself when registered, else a new AnnData registered with ``setup`` that shares the user's
+    matrices (in memory or on disk; the user's object is untouched)."""
     if SETUP_KEY in adata.uns:
         return adata
-    adata = adata.copy()
-    adata.uns[SETUP_KEY] = setup
-    return adata
+    layers = {key: adata.layers[key] for key in adata.layers}
+    return AnnData(X=adata.X, obs=adata.obs.copy(), var=adata.var.copy(), layers=layers,
+                   uns={**adata.uns, SETUP_KEY: setup})

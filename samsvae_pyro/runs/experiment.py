@@ -23,6 +23,7 @@ from samsvae_pyro.data import (
     norman_data_efficiency_split,
     norman_ood_split,
     random_split,
+    read_backed,
 )
 from samsvae_pyro.runs.config import SIMULATORS, model_class
 from samsvae_pyro.runs.layout import EXPERIMENT, MODEL_FILES, check_saved_run, load_run
@@ -31,9 +32,14 @@ SPLIT_COLUMN = "experiment_split"  # obs column the config's split is written to
 _NORMAN_SPLITS = {"norman_ood": norman_ood_split, "norman_data_efficiency": norman_data_efficiency_split}
 
 
-def read_h5ad(path: str | os.PathLike) -> AnnData:
-    """Read an .h5ad file, with a one-line error for a missing or unreadable file."""
+def read_h5ad(path: str | os.PathLike, *, backed: bool = False) -> AnnData:
+    """Read an .h5ad file, with a one-line error for a missing or unreadable file.
+
+    ``backed=True``, or a ``.zarr`` directory: the counts stay on disk (:func:`~samsvae_pyro.data.read_backed`).
+    """
     path = Path(path)
+    if backed or path.is_dir():
+        return read_backed(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected an .h5ad file).")
     try:
@@ -124,12 +130,13 @@ def load_experiment_run(run_dir: str | Path, *, device: str = "auto") -> tuple[P
     return load_run(run_dir, adata, device=device), adata
 
 
-def open_run(run_dir: str | Path, adata_path: str | Path | None, *,
-             device: str = "auto") -> tuple[PerturbationModel, AnnData]:
-    """A saved run with its AnnData: read from ``adata_path``, or rebuilt from the experiment config of a run
-    of ``train --config`` / ``sweep`` when ``adata_path`` is None."""
+def open_run(run_dir: str | Path, adata_path: str | Path | None, *, device: str = "auto",
+             backed: bool = False) -> tuple[PerturbationModel, AnnData]:
+    """A saved run with its AnnData: read from ``adata_path`` (counts left on disk with ``backed``, see
+    :func:`read_h5ad`), or rebuilt from the experiment config of a run of ``train --config`` / ``sweep`` when
+    ``adata_path`` is None."""
     if adata_path is None:
         return load_experiment_run(run_dir, device=device)
     check_saved_run(run_dir)  # before reading a possibly large .h5ad
-    adata = read_h5ad(adata_path)
+    adata = read_h5ad(adata_path, backed=backed)
     return load_run(run_dir, adata, device=device), adata

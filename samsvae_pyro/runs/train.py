@@ -77,11 +77,12 @@ def train_run(model: PerturbationModel, run_dir: str | os.PathLike, *, train: Ma
 
 def resume_run(run_dir: str | os.PathLike, adata_path: str | os.PathLike | None = None, *,
                evaluate: Mapping[str, Any] | None = None, progress: bool = True, log: Log | None = None,
-               **overrides: Any) -> dict:
+               backed: bool = False, **overrides: Any) -> dict:
     """Continue the interrupted training saved in ``run_dir`` (its last checkpoint) to its step count, then save
     and evaluate as :func:`train_run` does. ``adata_path``: the data of a ``train --adata`` run (a config run
-    rebuilds its own); ``overrides``: e.g. ``devices`` for the rest of the run. Returns the metrics."""
-    model, adata = open_run(run_dir, adata_path)
+    rebuilds its own; ``backed``: leave its counts on disk); ``overrides``: e.g. ``devices`` for the rest of the
+    run. Returns the metrics."""
+    model, adata = open_run(run_dir, adata_path, backed=backed)
     model.resume(progress=progress, checkpoint=_checkpoint_into(Path(run_dir)), **overrides)
     return _save_and_evaluate(model, Path(run_dir), evaluate=evaluate, truth=adata.uns.get(TRUTH_KEY), log=log)
 
