@@ -17,10 +17,13 @@ is how many cores the rest of the machine kept busy meanwhile (the noise of a sh
   the ceiling for any loader;
 - ``setup``: ``samsvae_pyro.data.read_backed(path)``, ``SAMSVAE.setup_anndata`` and ``SAMSVAE(adata)``
   (counts validated and per-gene statistics streamed from disk);
-- ``epoch``: one epoch of batch-512 training minibatches from the model's loader alone (cells/s);
+- ``epoch``: one epoch of batch-512 training minibatches from the model's loader alone (cells/s), drawn
+  as training draws them (``--sampling``; "auto" reads shuffled blocks of consecutive cells from disk);
 - ``train``: ``--steps`` training steps from disk, and the same steps on the same batches read into
-  memory beforehand ("in memory"), in ``--rounds`` alternating blocks (disk, then memory, each block
-  on its own seed); loading overhead = mean s/step from disk / in memory - 1, from wall and CPU time.
+  memory beforehand ("in memory"), in ``--rounds`` rounds of a disk block and a memory block (order
+  alternating, ABBA...; both blocks of a round start from the same parameters with the same seed, so
+  they compute the same losses, which is checked); loading overhead = mean s/step from disk / in
+  memory - 1, from wall and from CPU time.
   The peak RSS of training is taken over the disk blocks only (the in-memory blocks hold their
   batches). Steps are timed between consecutive steps; the first ``--warmup`` steps and the last
   (which runs the end-of-training validation) of every block are dropped.
@@ -282,7 +285,7 @@ def phase_setup(args) -> dict:
 def phase_epoch(args) -> dict:
     record: dict = {}
     model = setup_model(args, record)
-    loader = model.loader("train", batch_size=args.batch_size, shuffle=True, seed=0)
+    loader = model.loader("train", batch_size=args.batch_size, shuffle=True, seed=0, sampling=args.sampling)
     if args.cold:
         evict(args.path)
     release_and_reset_peak()
@@ -296,7 +299,12 @@ def phase_epoch(args) -> dict:
 
 
 class Preloaded:
-    """A training loader replaying batches already in memory (the baseline of the loading overhead)."""
+    """A training loader replaying batches already in memory (the baseline of the loading overhead).
+
+    Each batch is served as a fresh copy, as any loader serves new tensors: serving the same tensors again
+    changed how the step's own large temporaries were allocated (glibc's adaptive mmap threshold, see
+    ``--malloc-fixed``) and made the replayed steps up to 10% slower in CPU time than the steps from disk.
+    """
 
     def __init__(self, batches: list) -> None:
         self.batches = batches
@@ -308,50 +316,65 @@ class Preloaded:
         return len(self.batches)
 
     def __iter__(self):
-        return iter(self.batches)
+        import torch
+
+        for batch in self.batches:
+            yield {key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
 
 
-def train_block(model, args, seed: int, steps: int) -> dict:
-    """``steps`` training steps from a fresh trainer (the parameters carry on); mean and median s/step."""
-    stamps: list = []
+def train_block(model, args, seed: int, steps: int, start: dict, replay: bool) -> dict:
+    """``steps`` training steps with ``seed`` from the parameters ``start`` and a fresh trainer; mean and median
+    s/step and the losses. ``replay``: the same batches are read into memory first (untimed) and replayed."""
+    model.model.load_state_dict(start["model"])
+    model.guide.load_state_dict(start["guide"])
     model.trainer_state, model.history = None, None
-    model.train(max_steps=steps, batch_size=args.batch_size, seed=seed, val_every=10**9, progress=False,
-                callback=lambda _trainer: stamps.append(stamp()))
-    kept = stamps[max(args.warmup, 1) - 1:-1]  # the last step also validates
-    mean_wall, mean_cpu = np.diff(np.array(kept)[:, :2], axis=0).mean(axis=0)
-    return summarise(kept, 0, args.batch_size) | {"mean_s_per_step": mean_wall, "mean_cpu_s_per_step": mean_cpu}
-
-
-def phase_train(args) -> dict:
-    record: dict = {}
-    model = setup_model(args, record)
     original = model.loader
-    steps = args.steps // args.rounds
-    disk, memory, peak = [], [], 0.0
-    for seed in range(args.rounds):
-        if args.cold:
-            evict(args.path)
-        release_and_reset_peak()
-        disk.append(train_block(model, args, seed, steps))
-        peak = max(peak, status_kib("VmHWM") / 1024)
-
-        def preloaded(split, **options):
+    if replay:
+        def preloaded(split, **options):  # the training loader the disk block gets, read whole first
             batches = original(split, **options)
             return Preloaded(list(islice(batches, steps))) if isinstance(split, str) and split == "train" else batches
 
-        model.loader = preloaded  # the same batches as the disk block (same arguments and seed), read first
-        try:
-            memory.append(train_block(model, args, seed, steps))
-        finally:
+        model.loader = preloaded
+    stamps: list = []
+    try:
+        history = model.train(max_steps=steps, batch_size=args.batch_size, seed=seed, val_every=10**9,
+                              progress=False, sampling=args.sampling, callback=lambda _trainer: stamps.append(stamp()))
+    finally:
+        if replay:
             del model.loader
+    kept = stamps[max(args.warmup, 1) - 1:-1]  # the last step also validates
+    mean_wall, mean_cpu = np.diff(np.array(kept)[:, :2], axis=0).mean(axis=0)
+    return summarise(kept, 0, args.batch_size) | {"mean_s_per_step": mean_wall, "mean_cpu_s_per_step": mean_cpu,
+                                                  "losses": history["train_loss"].to_numpy()}
+
+
+def phase_train(args) -> dict:
+    """Rounds of a disk block and an in-memory block on the same batches from the same parameters and seed
+    (so both compute the same thing: their losses are compared), in the order ABBA..., against drift."""
+    record: dict = {}
+    model = setup_model(args, record)
+    start = {name: {k: v.detach().clone() for k, v in getattr(model, name).state_dict().items()}
+             for name in ("model", "guide")}
+    steps = args.steps // args.rounds
+    disk, memory, peak = [], [], 0.0
+    for seed in range(args.rounds):
+        for replay in (False, True) if seed % 2 == 0 else (True, False):
+            if args.cold and not replay:
+                evict(args.path)
+            release_and_reset_peak()
+            (memory if replay else disk).append(train_block(model, args, seed, steps, start, replay))
+            if not replay:
+                peak = max(peak, status_kib("VmHWM") / 1024)
     for name, blocks in (("disk", disk), ("memory", memory)):
         for key in ("mean_s_per_step", "mean_cpu_s_per_step", "s_per_step", "cpu_s_per_step", "other_cores"):
             record[f"{name}_{key}"] = float(np.median([b[key] for b in blocks]))
-    record["overhead_wall"] = float(np.median([d["mean_s_per_step"] / m["mean_s_per_step"] - 1
-                                               for d, m in zip(disk, memory)]))
+    pairs = list(zip(disk, memory))
+    record["overhead_wall"] = float(np.median([d["mean_s_per_step"] / m["mean_s_per_step"] - 1 for d, m in pairs]))
     record["overhead_cpu"] = float(np.median([d["mean_cpu_s_per_step"] / m["mean_cpu_s_per_step"] - 1
-                                              for d, m in zip(disk, memory)]))
-    record["rounds"] = [[round(d["mean_s_per_step"], 4), round(m["mean_s_per_step"], 4)] for d, m in zip(disk, memory)]
+                                              for d, m in pairs]))
+    record["rounds"] = [[round(b[key], 4) for b in pair for key in ("mean_s_per_step", "mean_cpu_s_per_step")]
+                        for pair in pairs]
+    record["same_losses"] = all(np.array_equal(d["losses"], m["losses"]) for d, m in pairs)
     return record | {"disk_cells_per_s": args.batch_size / record["disk_mean_s_per_step"], "train_peak_rss_mib": peak}
 
 
@@ -384,7 +407,7 @@ def spawn(phase: str, args) -> dict:
            "--cells", str(args.cells), "--genes", str(args.genes), "--density", str(args.density),
            "--perturbations", str(args.perturbations), "--seed", str(args.seed), "--steps", str(args.steps),
            "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
-           "--threads", str(args.threads)] + (["--cold"] if args.cold else [])
+           "--threads", str(args.threads), "--sampling", args.sampling] + (["--cold"] if args.cold else [])
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"phase {phase} failed:\n{done.stderr[-4000:]}")
@@ -408,18 +431,19 @@ def show(phase: str, r: dict) -> str:
     return (f"{phase}: disk {r['disk_mean_s_per_step']:.4f} s/step (CPU {r['disk_mean_cpu_s_per_step']:.4f}), "
             f"in memory {r['memory_mean_s_per_step']:.4f} s/step (CPU {r['memory_mean_cpu_s_per_step']:.4f}); "
             f"loading overhead {r['overhead_wall']:+.1%} wall, {r['overhead_cpu']:+.1%} CPU; "
-            f"rounds (disk, memory) {r['rounds']}; other cores {r['disk_other_cores']:.1f}; "
+            f"rounds (disk wall, CPU, memory wall, CPU) {r['rounds']}; same losses {r['same_losses']}; "
+            f"other cores {r['disk_other_cores']:.1f}; "
             f"peak RSS of the disk blocks {r['train_peak_rss_mib']:.0f} MiB (process {r['peak_rss_mib']:.0f})")
 
 
-FIELDS = ["cells", "genes", "density", "perturbations", "format", "cold", "batch_size", "threads", "phase",
-          "quantity", "value"]
+FIELDS = ["cells", "genes", "density", "perturbations", "format", "cold", "sampling", "batch_size", "threads",
+          "phase", "quantity", "value"]
 
 
 def write_rows(writer, args, phase: str, result: dict) -> None:
     """Long format: one row per (phase, quantity)."""
     common = [args.cells, args.genes, args.density, args.perturbations, args.path.suffix[1:], args.cold,
-              args.batch_size, args.threads]
+              args.sampling, args.batch_size, args.threads]
     for quantity, value in result.items():
         if isinstance(value, float):
             value = f"{value:.6g}"
@@ -445,6 +469,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="steps dropped at the start of every block")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    p.add_argument("--sampling", choices=("auto", "blocks", "cells"), default="auto",
+                   help="the training loader's sampling (auto: blocks of consecutive cells for counts on disk)")
     p.add_argument("--cold", action="store_true", help="evict the file from the page cache before each timed part")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale.csv")
     p.add_argument("--append", action="store_true", help="add rows to --out instead of replacing it")
