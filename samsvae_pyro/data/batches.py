@@ -114,7 +114,7 @@ class MinibatchLoader:
             raise ValueError("indices must be a non-empty 1-d array of integer row positions.")
         if indices.min() < 0 or indices.max() >= data.n_cells:
             raise ValueError(f"indices must lie in [0, {data.n_cells}) (the cells of the data).")
-        for name, value in (("batch_size", batch_size), ("block_size", block_size or 1),
+        for name, value in (("batch_size", batch_size), ("block_size", 1 if block_size is None else block_size),
                             ("buffer_blocks", buffer_blocks)):
             if value < 1:
                 raise ValueError(f"{name}={value} must be a positive integer.")

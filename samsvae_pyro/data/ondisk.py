@@ -5,10 +5,11 @@ memory). :class:`OnDiskMatrix` is what :class:`~samsvae_pyro.data.PerturbationDa
 when the AnnData's counts are on disk (``anndata.read_h5ad(path, backed="r")`` or :func:`read_backed`):
 indexing it with sorted row positions reads those rows, and only those, into memory.
 
-A read of many rows is grouped into spans of nearby rows (a gap of at most :data:`MAX_GAP` unused rows
-is read and dropped, a span holds at most :data:`CHUNK_VALUES` values of a dense row), so that one read
-of a buffer of cells costs a few slice reads rather than one read per row. Files are opened read-only
-and never written.
+A read of many rows is grouped into spans of nearby rows, so that one read of a buffer of cells costs a
+few slice reads rather than one per row: unwanted rows between two wanted ones are read and dropped when
+they hold at most :data:`GAP_VALUES` stored values (a new read costs about as much as copying that many),
+and a span holds at most :data:`CHUNK_VALUES` stored values (a row more if one row alone is larger). A CSR
+matrix's row offsets (N + 1 integers) are read once and kept. Files are opened read-only and never written.
 
 Supported storage: CSR (``csr_matrix`` encoding, anndata's sparse dataset) and dense arrays (read by
 row slices). A CSC matrix on disk is rejected: reading one cell would read the whole matrix.
@@ -29,7 +30,7 @@ from anndata import AnnData
 from anndata.abc import CSCDataset, CSRDataset
 
 CHUNK_VALUES = 1 << 22  # values per chunk of streaming passes (validation, statistics) and per read span
-MAX_GAP = 256  # unused rows between two wanted rows that are read rather than starting a new read
+GAP_VALUES = 1 << 12  # stored values between two wanted rows that are read (and dropped) rather than starting a new read
 _IN_MEMORY = ("obs", "var", "uns", "obsm", "varm")  # read whole by read_backed
 _READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)  # what h5py / zarr raise on damage
 
@@ -128,7 +129,7 @@ class OnDiskMatrix:
 
     def __init__(self, source, *, name: str = "adata.X", genes: np.ndarray | None = None) -> None:
         if isinstance(source, CSCDataset):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 (a layout of the data, not a wrong argument type)
                 f"{name} is stored on disk as CSC (compressed by gene), so reading the counts of some cells would "
                 "read the whole matrix. Rewrite it with cells as rows (CSR), e.g. adata = anndata.read_h5ad(path); "
                 "adata.X = adata.X.tocsr(); adata.write_h5ad(new_path), or read it into memory (no backed=)."
@@ -136,6 +137,9 @@ class OnDiskMatrix:
         self.source, self.name, self.genes = source, name, genes
         self.path, self.key = _location(source)
         self.sparse = isinstance(source, CSRDataset)
+        self._indptr: np.ndarray | None = None  # (N + 1,) row offsets of a CSR matrix, read on first use
+        if self.sparse:  # handles kept: looking an array up in an HDF5 group costs more than a small read
+            self._data, self._indices = source.group["data"], source.group["indices"]
         self.stored_dtype = np.dtype(source.dtype)
         self.dtype = np.dtype(np.float32)
         n_cells, n_stored = source.shape
@@ -160,53 +164,70 @@ class OnDiskMatrix:
             start, stop, step = key.indices(self.shape[0])
             if step != 1:
                 raise IndexError("row slices of an OnDiskMatrix must have step 1.")
-            return self._span(start, stop)
-        rows = np.asarray(key, dtype=np.int64)
+            key = np.arange(start, stop)
+        rows = np.asarray(key, dtype=np.int64).ravel()
         wanted, inverse = np.unique(rows, return_inverse=True)
-        parts = [self._span(lo, hi)[wanted[i:j] - lo] for i, j, lo, hi in self._spans(wanted)]
-        block = _stack(parts, self.sparse, self.shape[1])
-        return block if len(wanted) == len(rows) and (np.diff(rows) > 0).all() else block[inverse.ravel()]
-
-    def row_slices(self):
-        """Consecutive row slices covering every row, each of at most :data:`CHUNK_VALUES` dense values."""
-        step = self._span_rows()
-        return [slice(start, min(start + step, self.shape[0])) for start in range(0, self.shape[0], step)]
-
-    def _span_rows(self) -> int:
-        return max(1, CHUNK_VALUES // max(1, self.source.shape[1]))
-
-    def _spans(self, rows: np.ndarray):
-        """(i, j, lo, hi): rows[i:j] are read by one slice [lo, hi) (sorted distinct ``rows``)."""
-        limit = self._span_rows()
-        starts = np.r_[0, np.flatnonzero(np.diff(rows) > MAX_GAP + 1) + 1, len(rows)]
-        for run_start, run_stop in itertools.pairwise(starts):
-            i = run_start
-            while i < run_stop:  # cut long runs so that one span stays below the value limit
-                j = i + int(np.searchsorted(rows[i:run_stop], rows[i] + limit))
-                yield i, j, int(rows[i]), int(rows[j - 1]) + 1
-                i = j
-
-    def _span(self, lo: int, hi: int) -> sp.csr_matrix | np.ndarray:
         try:
-            block = self.source[lo:hi]
+            block = self._read_sparse(wanted) if self.sparse else self._read_dense(wanted)
         except _READ_ERRORS as error:
-            raise ValueError(f"cannot read rows {lo}..{hi - 1} of {self.name} from {self.path} (key {self.key!r}): "
-                             f"{error}. The file is damaged or was changed while in use; rewrite it.") from error
+            where = f"rows {wanted[0]}..{wanted[-1]}" if len(wanted) else "the row offsets"
+            raise ValueError(f"cannot read {where} of {self.name} from {self.path} (key {self.key!r}): {error}. "
+                             "The file is damaged or was changed while in use; rewrite it.") from error
         if self.genes is not None:
             block = block[:, self.genes]
-        if self.sparse:
-            block = sp.csr_matrix(block)
-            return block if block.dtype == self.dtype else block.astype(self.dtype)
-        return np.asarray(block, dtype=self.dtype)
+        return block if len(wanted) == len(rows) and (np.diff(rows) > 0).all() else block[inverse.ravel()]
+
+    def _read_sparse(self, wanted: np.ndarray) -> sp.csr_matrix:
+        """Rows ``wanted`` (sorted, distinct) of a CSR matrix, read span by span from its data and indices."""
+        if self._indptr is None:
+            self._indptr = np.asarray(self.source.group["indptr"][:], dtype=np.int64)
+        begin, end = self._indptr[wanted], self._indptr[wanted + 1]
+        data, indices = [], []
+        for i, j in _spans(begin, end):
+            first, last = begin[i], end[j - 1]
+            keep = slice(None) if (end[i : j - 1] == begin[i + 1 : j]).all() else \
+                _ranges(begin[i:j] - first, end[i:j] - first)
+            data.append(self._data[first:last][keep])
+            indices.append(self._indices[first:last][keep])
+        offsets = np.r_[0, np.cumsum(end - begin)]
+        shape = (len(wanted), self.source.shape[1])
+        if not data:
+            return sp.csr_matrix(shape, dtype=self.dtype)
+        return sp.csr_matrix((np.concatenate(data).astype(self.dtype, copy=False), np.concatenate(indices), offsets),
+                             shape=shape)
+
+    def _read_dense(self, wanted: np.ndarray) -> np.ndarray:
+        """Rows ``wanted`` (sorted, distinct) of a dense matrix, read by row slices."""
+        width = self.source.shape[1]
+        parts = [np.zeros((0, width), dtype=self.dtype)]
+        for i, j in _spans(wanted * width, (wanted + 1) * width):
+            lo, hi = wanted[i], wanted[j - 1] + 1
+            block = np.asarray(self.source[lo:hi], dtype=self.dtype)
+            parts.append(block if hi - lo == j - i else block[wanted[i:j] - lo])
+        return np.concatenate(parts) if len(parts) > 2 else parts[-1]
+
+
+def _spans(begin: np.ndarray, end: np.ndarray):
+    """(i, j): rows i..j-1 (given by the offsets of their first and past-last stored values) are read at once.
+
+    A new read starts where more than ``GAP_VALUES`` unwanted values separate two rows, or where a read would
+    exceed ``CHUNK_VALUES`` values (it still holds at least one row).
+    """
+    starts = np.r_[0, np.flatnonzero(begin[1:] - end[:-1] > GAP_VALUES) + 1, len(begin)]
+    for run_start, run_stop in itertools.pairwise(starts):
+        i = run_start
+        while i < run_stop:
+            j = i + max(1, int(np.searchsorted(end[i:run_stop], begin[i] + CHUNK_VALUES, side="right")))
+            yield i, j
+            i = j
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(start, stop) over the pairs, without a Python loop."""
+    lengths = stops - starts
+    ends = np.cumsum(lengths)
+    return np.arange(ends[-1]) - np.repeat(ends - lengths - starts, lengths)
 
 
 def _reopen(path: Path, key: str, name: str, genes: np.ndarray | None) -> OnDiskMatrix:
     return OnDiskMatrix(_open(path, key), name=name, genes=genes)
-
-
-def _stack(parts: list, sparse: bool, n_genes: int) -> sp.csr_matrix | np.ndarray:
-    if not parts:
-        return sp.csr_matrix((0, n_genes), dtype=np.float32) if sparse else np.zeros((0, n_genes), np.float32)
-    if len(parts) == 1:
-        return parts[0]
-    return sp.vstack(parts, format="csr") if sparse else np.concatenate(parts)

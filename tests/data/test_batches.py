@@ -1,4 +1,4 @@
-"""MinibatchLoader: coverage, determinism per (seed, epoch), shapes, dtypes, device."""
+"""MinibatchLoader: coverage, determinism per (seed, epoch), shapes, dtypes, device; the "blocks" sampling."""
 
 from __future__ import annotations
 
@@ -88,8 +88,94 @@ def test_dense_counts(make_adata):
         (np.array([0.5]), {}, "integer"),
         (np.array([10**6]), {}, r"lie in \[0"),
         (np.array([0, 1]), {"batch_size": 0}, "batch_size=0"),
+        (np.array([0, 1]), {"block_size": 0}, "block_size=0"),
+        (np.array([0, 1]), {"block_size": 4, "buffer_blocks": 0}, "buffer_blocks=0"),
     ],
 )
 def test_bad_arguments(data, indices, kwargs, message):
     with pytest.raises(ValueError, match=message):
         MinibatchLoader(data, indices, **kwargs)
+
+
+# --- the "blocks" sampling: block permutation, buffers read at once, cells shuffled within a buffer
+
+BLOCKS = {"block_size": 7, "buffer_blocks": 3}
+
+
+def test_blocks_serve_every_cell_once_per_epoch_in_full_batches(data):
+    indices = data.indices("train")
+    loader = MinibatchLoader(data, indices, batch_size=16, seed=2, **BLOCKS)
+    for _ in range(2):
+        batches = [batch for batch in loader]
+        seen = np.concatenate([b["index"].numpy() for b in batches])
+        np.testing.assert_array_equal(np.sort(seen), indices)
+        assert all(len(b["index"]) == 16 for b in batches[:-1]) and len(batches) == len(loader)
+        assert all(b["n_cells"] == len(indices) for b in batches)
+
+
+def test_blocks_are_consecutive_cells_and_buffers_are_shuffled(data):
+    indices = data.indices("train")
+    loader = MinibatchLoader(data, indices, batch_size=16, seed=2, **BLOCKS)
+    buffers = loader.block_order(0)
+    position = {cell: i for i, cell in enumerate(indices)}
+    for buffer in buffers[:-1]:
+        blocks = {position[cell] // BLOCKS["block_size"] for cell in buffer}
+        assert len(blocks) <= -(-len(buffer) // BLOCKS["block_size"]) + 1  # whole blocks, parts at the two edges
+    assert len(buffers[0]) == 32  # 3 blocks of 7 cells, rounded up to whole batches of 16
+    served = np.concatenate(buffers)
+    assert not np.array_equal(served, indices) and not np.array_equal(np.sort(buffers[0]), buffers[0])
+
+
+def test_blocks_order_is_a_function_of_seed_and_epoch(data):
+    indices = data.indices("train")
+    first = MinibatchLoader(data, indices, batch_size=16, seed=5, **BLOCKS)
+    epochs = [_epoch(first) for _ in range(3)]
+    assert not np.array_equal(epochs[0][0], epochs[1][0])
+    resumed = MinibatchLoader(data, indices, batch_size=16, seed=5, **BLOCKS)
+    resumed.set_epoch(2)
+    for a, b in zip(_epoch(resumed), epochs[2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(_epoch(MinibatchLoader(data, indices, batch_size=16, seed=6, **BLOCKS))[0],
+                              epochs[0][0])
+
+
+def test_blocks_without_shuffle_serve_the_cells_in_order(data):
+    indices = data.indices("val")
+    ordered = np.concatenate(_epoch(MinibatchLoader(data, indices, batch_size=16, shuffle=False, **BLOCKS)))
+    np.testing.assert_array_equal(ordered, indices)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_block_shards_are_disjoint_equal_and_cover_the_epoch(data, world_size):
+    indices = data.indices("train")
+    shards = [np.concatenate(_epoch(MinibatchLoader(data, indices, batch_size=16, seed=1, rank=r,
+                                                    world_size=world_size, **BLOCKS)))
+              for r in range(world_size)]
+    assert len({len(s) for s in shards}) == 1 and len(shards[0]) == len(indices) // world_size  # train: equal
+    union = np.concatenate(shards)
+    assert len(np.unique(union)) == len(union) and len(union) > len(indices) - world_size
+    served = [np.concatenate(_epoch(MinibatchLoader(data, indices, batch_size=16, seed=1, rank=r, world_size=world_size,
+                                                    even_shards=False, **BLOCKS)))
+              for r in range(world_size)]
+    np.testing.assert_array_equal(np.sort(np.concatenate(served)), indices)  # validation: every cell once
+    loaders = [MinibatchLoader(data, indices, batch_size=16, rank=r, world_size=world_size, **BLOCKS)
+               for r in range(world_size)]
+    assert len({len(loader) for loader in loaders}) == 1  # the same number of steps on every process
+
+
+def test_block_shard_reads_only_its_own_blocks(data):
+    """Process r's cells are a consecutive part of the epoch's block order: they span few blocks."""
+    indices = data.indices("train")
+    position = {cell: i for i, cell in enumerate(indices)}
+    for rank in range(2):
+        loader = MinibatchLoader(data, indices, batch_size=16, seed=1, rank=rank, world_size=2, **BLOCKS)
+        cells = np.concatenate(loader.block_order(0))
+        blocks = {position[cell] // BLOCKS["block_size"] for cell in cells}
+        assert len(blocks) <= -(-len(indices) // BLOCKS["block_size"]) // 2 + 2
+
+
+def test_blocks_drop_last(data):
+    indices = data.indices("train")
+    loader = MinibatchLoader(data, indices, batch_size=16, drop_last=True, **BLOCKS)
+    batches = _epoch(loader)
+    assert len(batches) == len(loader) == len(indices) // 16 and all(len(b) == 16 for b in batches)
