@@ -72,6 +72,8 @@ RAW_BLOCK = 16_384  # rows per read of the raw phase
 CONFIGS = {"default": {"n_latent": N_LATENT, "n_hidden": N_HIDDEN},
            "paper": {"n_latent": PAPER_LATENT, "n_hidden": PAPER_HIDDEN}}
 MIB = 2**20
+# glibc malloc with fixed thresholds: no adaptive mmap threshold, freed heap kept (see Preloaded)
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**25), "MALLOC_TRIM_THRESHOLD_": str(2**28)}
 
 
 # ---------------------------------------------------------------------------------------------- the screen
@@ -408,7 +410,8 @@ def spawn(phase: str, args) -> dict:
            "--perturbations", str(args.perturbations), "--seed", str(args.seed), "--steps", str(args.steps),
            "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
            "--threads", str(args.threads), "--sampling", args.sampling] + (["--cold"] if args.cold else [])
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    env = dict(os.environ, **(FIXED_MALLOC if args.malloc_fixed else {}))
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"phase {phase} failed:\n{done.stderr[-4000:]}")
     return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
@@ -433,17 +436,17 @@ def show(phase: str, r: dict) -> str:
             f"loading overhead {r['overhead_wall']:+.1%} wall, {r['overhead_cpu']:+.1%} CPU; "
             f"rounds (disk wall, CPU, memory wall, CPU) {r['rounds']}; same losses {r['same_losses']}; "
             f"other cores {r['disk_other_cores']:.1f}; "
-            f"peak RSS of the disk blocks {r['train_peak_rss_mib']:.0f} MiB (process {r['peak_rss_mib']:.0f})")
+            f"peak RSS of the disk blocks {r['train_peak_rss_mib']:.0f} MiB")
 
 
-FIELDS = ["cells", "genes", "density", "perturbations", "format", "cold", "sampling", "batch_size", "threads",
-          "phase", "quantity", "value"]
+FIELDS = ["cells", "genes", "density", "perturbations", "format", "cold", "malloc_fixed", "sampling", "batch_size",
+          "threads", "phase", "quantity", "value"]
 
 
 def write_rows(writer, args, phase: str, result: dict) -> None:
     """Long format: one row per (phase, quantity)."""
     common = [args.cells, args.genes, args.density, args.perturbations, args.path.suffix[1:], args.cold,
-              args.sampling, args.batch_size, args.threads]
+              args.malloc_fixed, args.sampling, args.batch_size, args.threads]
     for quantity, value in result.items():
         if isinstance(value, float):
             value = f"{value:.6g}"
@@ -471,6 +474,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--sampling", choices=("auto", "blocks", "cells"), default="auto",
                    help="the training loader's sampling (auto: blocks of consecutive cells for counts on disk)")
+    p.add_argument("--malloc-fixed", action="store_true",
+                   help="run the phases with glibc's malloc thresholds fixed (MALLOC_MMAP_THRESHOLD_=32 MiB, "
+                        "MALLOC_TRIM_THRESHOLD_=256 MiB) instead of adaptive")
     p.add_argument("--cold", action="store_true", help="evict the file from the page cache before each timed part")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale.csv")
     p.add_argument("--append", action="store_true", help="add rows to --out instead of replacing it")
