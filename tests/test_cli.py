@@ -173,6 +173,23 @@ def test_predict_counterfactual_and_evaluate_again(capsys, simulated, run_dir, t
     assert not list(report.glob("*.png")) and "report:" in out_text
 
 
+def test_backed_counts_give_the_same_predictions_and_report(capsys, simulated, run_dir, tmp_path):
+    """--backed leaves the counts on disk; the numbers are those of the file read into memory."""
+    results = {}
+    for flag in ([], ["--backed"]):
+        out, report = tmp_path / f"cf{len(flag)}.h5ad", tmp_path / f"report{len(flag)}"
+        status, _, err = run_main(capsys, "predict", run_dir, "--adata", simulated, *flag, "--perturbations", "P2",
+                                  "--mode", "counterfactual", "--out", out)
+        assert status == 0, err
+        status, _, err = run_main(capsys, "evaluate", run_dir, "--adata", simulated, *flag, "--out", report,
+                                  "--n-particles", 3, "--ate-draws", 3, "--ate-samples-per-draw", 3, "--no-plots")
+        assert status == 0, err
+        results[bool(flag)] = (anndata.read_h5ad(out).layers["counts"],
+                               json.loads((report / "metrics.json").read_text())["iwelbo"])
+    np.testing.assert_array_equal(np.asarray(results[True][0]), np.asarray(results[False][0]))
+    assert results[True][1] == results[False][1]
+
+
 def test_evaluate_cell_eval_without_the_extra_is_a_user_error(capsys, simulated, run_dir, tmp_path, monkeypatch):
     from samsvae_pyro.runs import evaluation
 

@@ -32,7 +32,7 @@ from samsvae_pyro.api.persistence import (
     save_model,
 )
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
-from samsvae_pyro.data.batches import block_size_for
+from samsvae_pyro.data.batches import block_options
 from samsvae_pyro.data.registry import design_arguments, register, registered_setup, with_setup
 from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method
 from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS
@@ -162,7 +162,7 @@ class PerturbationModel:
         data = data or self.data
         indices = data.indices(split) if isinstance(split, str) else np.asarray(split)
         return MinibatchLoader(data, indices, batch_size=batch_size, shuffle=shuffle, seed=seed, device=self.device,
-                               block_size=block_size_for(data, sampling), **shards)
+                               **block_options(data, sampling), **shards)
 
     def example_batch(self, n: int = 2):
         """A small batch of training cells, for tracing."""
@@ -222,7 +222,7 @@ class PerturbationModel:
                                  early_stopping_patience=early_stopping_patience, devices=devices,
                                  lr_globals=lr_globals, num_nodes=num_nodes, checkpoint_every=checkpoint_every)
         check_estimator(estimator, self.guide, self.example_batch())
-        block_size_for(self.data, sampling)  # checks the name
+        block_options(self.data, sampling)  # checks the name
         parallel = devices > 1 or num_nodes > 1
         if parallel and inference is not None:
             raise ValueError("inference=... (the sparse-mask hooks) runs in one process only; use devices=1.")

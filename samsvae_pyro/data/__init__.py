@@ -1,4 +1,4 @@
-"""Data layer: AnnData -> perturbation design, splits, minibatches, simulations, datasets."""
+"""Data layer: AnnData (in memory or on disk) -> perturbation design, splits, minibatches, simulations, datasets."""
 
 from samsvae_pyro.data.batches import MinibatchLoader
 from samsvae_pyro.data.datasets import (

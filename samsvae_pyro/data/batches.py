@@ -14,10 +14,12 @@ Two ways to draw an epoch (:data:`SAMPLINGS`):
   rows on disk); each epoch permutes the blocks, reads a buffer of ``buffer_blocks`` blocks in one
   sorted read, shuffles the cells within the buffer and serves its batches. A read then costs a few
   slice reads instead of one per cell, at the price of batches drawn from about ``buffer_blocks``
-  places of the file rather than from everywhere: with the defaults (blocks of
-  :data:`BLOCK_SIZE` = 64 cells, buffers of :data:`BUFFER_BLOCKS` = 64 blocks, i.e. 4,096 cells and
-  8 batches of 512) a batch of 512 cells holds about 8 cells of each of 64 random places. On a file
-  sorted by condition, a block holds one or two conditions, so a batch still sees about 64.
+  places of the file rather than from everywhere. Defaults (:func:`block_options`): in memory and in
+  HDF5 (``.h5ad``), blocks of :data:`BLOCK_SIZE` = 64 cells and buffers of :data:`BUFFER_BLOCKS` = 64
+  blocks (4,096 cells, 8 batches of 512: a batch holds about 8 cells of each of 64 random places; on a
+  file sorted by condition, about 64 conditions); in zarr, where every read has a fixed cost of one to
+  two milliseconds, blocks of :data:`ZARR_BLOCK_SIZE` = 512 cells and buffers of 32 blocks (annbatch's
+  defaults; 16,384 cells, a batch from 32 places).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from samsvae_pyro.data.design import PerturbationData
 from samsvae_pyro.data.ondisk import is_on_disk
 
 SAMPLINGS = get_args(Sampling)
-BLOCK_SIZE = 64  # cells per block of the "blocks" sampling
-BUFFER_BLOCKS = 64  # blocks read at once and shuffled together
+BLOCK_SIZE, BUFFER_BLOCKS = 64, 64  # cells per block, blocks per buffer (read at once, shuffled together)
+ZARR_BLOCK_SIZE, ZARR_BUFFER_BLOCKS = 512, 32  # zarr: fewer, larger reads (each costs 1-2 ms)
 
 
 class MinibatchLoader:
@@ -59,7 +61,7 @@ class MinibatchLoader:
         Seed of the permutations.
     block_size
         ``None``: the "cells" sampling (module docstring); a number: the "blocks" sampling with blocks
-        of that many consecutive served cells (see :func:`block_size_for`).
+        of that many consecutive served cells (see :func:`block_options`).
     buffer_blocks
         Blocks per buffer of the "blocks" sampling; a buffer is rounded up to whole batches.
     device
@@ -214,23 +216,28 @@ class MinibatchLoader:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
 
-def block_size_for(data: PerturbationData, sampling: Sampling = "auto") -> int | None:
-    """``block_size`` of a :class:`MinibatchLoader` for a sampling name; ``"auto"``: blocks for counts on disk.
+def block_options(data: PerturbationData, sampling: Sampling = "auto") -> dict[str, int | None]:
+    """``block_size`` and ``buffer_blocks`` of a :class:`MinibatchLoader` for a sampling name and the storage of
+    the counts; ``"auto"``: blocks for counts on disk, cells in memory.
 
     Examples
     --------
     >>> from samsvae_pyro.data import build_perturbation_data, simulate_counts
     >>> data = build_perturbation_data(simulate_counts(seed=0), perturbation_key="perturbation",
     ...     control_label="non-targeting")
-    >>> block_size_for(data), block_size_for(data, "blocks")
-    (None, 64)
+    >>> block_options(data), block_options(data, "blocks")
+    ({'block_size': None}, {'block_size': 64, 'buffer_blocks': 64})
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling={sampling!r} is not one of {SAMPLINGS}: 'cells' permutes cells, 'blocks' "
                          "permutes blocks of consecutive cells (for counts on disk), 'auto' chooses by storage.")
     if sampling == "auto":
         sampling = "blocks" if is_on_disk(data.counts) else "cells"
-    return BLOCK_SIZE if sampling == "blocks" else None
+    if sampling == "cells":
+        return {"block_size": None}
+    if getattr(data.counts, "storage", None) == "zarr":
+        return {"block_size": ZARR_BLOCK_SIZE, "buffer_blocks": ZARR_BUFFER_BLOCKS}
+    return {"block_size": BLOCK_SIZE, "buffer_blocks": BUFFER_BLOCKS}
 
 
 def shard(order: np.ndarray, *, rank: int, world_size: int, even: bool = True) -> np.ndarray:

@@ -97,7 +97,8 @@ def _location(source) -> tuple[Path, str]:
     element = source.group if isinstance(source, (CSRDataset, CSCDataset)) else source
     if isinstance(element, (h5py.Group, h5py.Dataset)):
         return Path(element.file.filename).resolve(), element.name
-    return Path(str(element.store.root)).resolve(), element.path
+    store = element.store
+    return Path(str(getattr(store, "root", None) or store.path)).resolve(), element.path  # zarr 3, zarr 2
 
 
 def _open(path: Path, key: str):
@@ -136,6 +137,7 @@ class OnDiskMatrix:
             )
         self.source, self.name, self.genes = source, name, genes
         self.path, self.key = _location(source)
+        self.storage = "zarr" if self.path.is_dir() else "hdf5"
         self.sparse = isinstance(source, CSRDataset)
         self._indptr: np.ndarray | None = None  # (N + 1,) row offsets of a CSR matrix, read on first use
         if self.sparse:  # handles kept: looking an array up in an HDF5 group costs more than a small read

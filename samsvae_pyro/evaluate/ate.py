@@ -28,6 +28,7 @@ from samsvae_pyro.data.transforms import ate_transform, perturbseq_transform
 
 if TYPE_CHECKING:
     from samsvae_pyro.data import PerturbationData
+    from samsvae_pyro.data.ondisk import OnDiskMatrix
 
 __all__ = ["SPLIT_COLUMNS", "ate_anndata", "ate_transform", "condition_split_flags", "data_ate",
            "perturbseq_transform"]
@@ -179,7 +180,7 @@ def _chosen_cells(data: PerturbationData, cells: np.ndarray | None) -> np.ndarra
 
 
 def _group_means(
-    counts: np.ndarray | sp.spmatrix,
+    counts: np.ndarray | sp.spmatrix | OnDiskMatrix,
     rows: np.ndarray,
     codes: np.ndarray,
     n_groups: int,
@@ -187,7 +188,8 @@ def _group_means(
     transform: Callable,
     chunk_size: int,
 ) -> np.ndarray:
-    """Per-group mean of transform(counts[rows]), accumulated over row chunks.
+    """Per-group mean of transform(counts[rows]), accumulated over chunks of ``chunk_size`` sorted rows (counts on
+    disk are read chunk by chunk).
 
     Shapes
     ------

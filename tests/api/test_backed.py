@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from samsvae_pyro import SAMSVAE
-from samsvae_pyro.data import read_backed
+from samsvae_pyro.data import batches, read_backed
 from samsvae_pyro.evaluate.ate import data_ate
 from tests.conftest import small_model
 
@@ -45,11 +45,14 @@ def _fitted(adata, sampling):
 
 @pytest.fixture(scope="module")
 def fitted(tiny_adata, paths):
-    """The same model trained in memory (blocks) and from disk (auto)."""
+    """The same model trained in memory (blocks) and from disk (auto), with zarr's blocks set to the others'."""
     digests = {name: _digest(path) for name, path in paths.items()}
-    models = {"memory": _fitted(tiny_adata.copy(), "blocks"),
-              "backed": _fitted(ad.read_h5ad(paths["h5ad"], backed="r"), "auto"),
-              "zarr": _fitted(read_backed(paths["zarr"]), "auto")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batches, "ZARR_BLOCK_SIZE", batches.BLOCK_SIZE)
+        patch.setattr(batches, "ZARR_BUFFER_BLOCKS", batches.BUFFER_BLOCKS)
+        models = {"memory": _fitted(tiny_adata.copy(), "blocks"),
+                  "backed": _fitted(ad.read_h5ad(paths["h5ad"], backed="r"), "auto"),
+                  "zarr": _fitted(read_backed(paths["zarr"]), "auto")}
     return models, digests
 
 

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from samsvae_pyro.data import MinibatchLoader, build_perturbation_data, read_backed
-from samsvae_pyro.data.batches import BLOCK_SIZE
+from samsvae_pyro.data.batches import BLOCK_SIZE, ZARR_BLOCK_SIZE, block_options
 from samsvae_pyro.data.ondisk import OnDiskMatrix, is_on_disk
 
 SETUP = {"perturbation_key": "perturbation", "control_label": "non-targeting", "split_key": "split"}
@@ -84,6 +84,16 @@ def test_dense_counts_on_disk_read_by_row_slices(sim_counts, tmp_path):
     _assert_same_design(data, build_perturbation_data(sim_counts, **SETUP))
 
 
+def test_counts_in_a_layer_stay_on_disk(sim_counts, tmp_path):
+    layered = sim_counts.copy()
+    layered.layers["counts"] = sim_counts.X.copy()
+    layered.X = sp.csr_matrix(sim_counts.X.shape, dtype=np.float32)  # e.g. normalised values elsewhere
+    layered.write_zarr(tmp_path / "layered.zarr")
+    data = build_perturbation_data(read_backed(tmp_path / "layered.zarr"), **SETUP, layer="counts")
+    assert isinstance(data.counts, OnDiskMatrix) and data.counts.name == "adata.layers['counts']"
+    _assert_same_design(data, build_perturbation_data(sim_counts, **SETUP))
+
+
 def test_reference_gene_order_is_applied_on_read(sim_counts, tmp_path):
     reference = build_perturbation_data(sim_counts, **SETUP)
     reordered = sim_counts[:, sim_counts.var_names[::-1]].copy()
@@ -144,9 +154,11 @@ def test_on_disk_counts_survive_pickling(files):
 
 
 def test_auto_sampling_uses_blocks_on_disk_only(sim_counts, files):
-    from samsvae_pyro.data.batches import block_size_for
+    def block_size(adata, sampling="auto"):
+        return block_options(build_perturbation_data(adata, **SETUP), sampling)["block_size"]
 
-    assert block_size_for(build_perturbation_data(read_backed(files["h5ad"]), **SETUP)) == BLOCK_SIZE
-    assert block_size_for(build_perturbation_data(sim_counts, **SETUP)) is None
+    assert block_size(read_backed(files["h5ad"])) == BLOCK_SIZE
+    assert block_size(read_backed(files["zarr"])) == ZARR_BLOCK_SIZE  # larger blocks: a zarr read costs more
+    assert block_size(sim_counts) is None and block_size(sim_counts, "blocks") == BLOCK_SIZE
     with pytest.raises(ValueError, match="sampling='rows' is not one of"):
-        block_size_for(build_perturbation_data(sim_counts, **SETUP), "rows")
+        block_size(sim_counts, "rows")
