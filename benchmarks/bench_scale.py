@@ -303,9 +303,9 @@ def phase_epoch(args) -> dict:
 class Preloaded:
     """A training loader replaying batches already in memory (the baseline of the loading overhead).
 
-    Each batch is served as a fresh copy, as any loader serves new tensors: serving the same tensors again
-    changed how the step's own large temporaries were allocated (glibc's adaptive mmap threshold, see
-    ``--malloc-fixed``) and made the replayed steps up to 10% slower in CPU time than the steps from disk.
+    Each batch is served as a fresh copy, as any loader serves new tensors. Even so, with glibc's adaptive
+    malloc thresholds the replayed steps took 7-13% more CPU time than the same steps from disk (how the
+    step's large temporaries are allocated and faulted in differs); ``--malloc-fixed`` removes that.
     """
 
     def __init__(self, batches: list) -> None:
