@@ -67,14 +67,14 @@ def make_screen(
     return AnnData(counts, obs=obs, var=var)
 
 
-def _status_kib(field: str) -> int:
+def status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
 
 
-def _release_and_reset_peak() -> bool:
+def release_and_reset_peak() -> bool:
     """Return freed heap memory to the OS, then reset the peak-RSS counter (Linux only)."""
     gc.collect()
     try:
@@ -90,12 +90,12 @@ def measure(step: Callable[[], object]) -> tuple[object, float, float | None, fl
 
     Returns (result, seconds, peak RSS increment in MiB or None, tracemalloc peak in MiB).
     """
-    reset = _release_and_reset_peak()
-    before = _status_kib("VmRSS") if reset else 0
+    reset = release_and_reset_peak()
+    before = status_kib("VmRSS") if reset else 0
     start = time.perf_counter()
     result = step()
     seconds = time.perf_counter() - start
-    rss = (_status_kib("VmHWM") - before) / 1024 if reset else None
+    rss = (status_kib("VmHWM") - before) / 1024 if reset else None
     gc.collect()
     tracemalloc.start()
     step()
