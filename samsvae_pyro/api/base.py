@@ -34,7 +34,7 @@ from samsvae_pyro.api.persistence import (
 )
 from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
 from samsvae_pyro.data.batches import block_options
-from samsvae_pyro.data.registry import design_arguments, register, registered_setup, with_setup
+from samsvae_pyro.data.registry import design_arguments, register, registered_design, registered_setup, with_setup
 from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method
 from samsvae_pyro.defaults import BATCH_SIZE, LR, MAX_STEPS
 from samsvae_pyro.device import DEFAULT_THREADS, check_threads, choose_device, seeded, torch_threads
@@ -110,7 +110,7 @@ class PerturbationModel:
             raise ValueError(f"This AnnData was registered with count_data=False (continuous values), but "
                              f"likelihood={likelihood!r} models counts: use likelihood='normal', or register raw "
                              "counts with setup_anndata(..., count_data=True).")
-        self.data = build_perturbation_data(adata, **design_arguments(self.setup), count_data=is_count(likelihood))
+        self.data = registered_design(adata, count_data=is_count(likelihood))
         if isinstance(guide, str):
             guide_kwargs = {k: model_kwargs[k] for k in ENCODER_SIZES if k in model_kwargs} | dict(guide_kwargs or {})
         self.guide_spec, self.guide_kwargs, self.seed = guide, dict(guide_kwargs or {}), seed

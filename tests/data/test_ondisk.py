@@ -162,3 +162,22 @@ def test_auto_sampling_uses_blocks_on_disk_only(sim_counts, files):
     assert block_size(sim_counts) is None and block_size(sim_counts, "blocks") == BLOCK_SIZE
     with pytest.raises(ValueError, match="sampling='rows' is not one of"):
         block_size(sim_counts, "rows")
+
+
+def test_the_design_built_at_registration_is_reused_until_its_inputs_change(files):
+    from samsvae_pyro.data.registry import register, registered_design
+
+    adata = read_backed(files["h5ad"])
+    register(adata, **SETUP)
+    first = registered_design(adata, count_data=True)
+    assert registered_design(adata, count_data=True) is first  # counts read once for setup and model
+    assert registered_design(adata, count_data=False) is not first  # another validation
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    perturbed = labels[labels != "non-targeting"][0]
+    adata.obs["perturbation"] = np.where(labels == perturbed, "non-targeting", labels)  # edited after setup
+    rebuilt = registered_design(adata, count_data=True)
+    assert rebuilt is not first
+    assert (rebuilt.labels != first.labels).any()
+    memory = ad.read_h5ad(files["h5ad"])
+    register(memory, **SETUP)
+    assert registered_design(memory, count_data=True) is not registered_design(memory, count_data=True)  # in memory: rebuilt
