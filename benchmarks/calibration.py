@@ -11,6 +11,10 @@ lr 3e-3, 5 particles, 1,500 steps of batch 256, n_latent 8, hidden 128, mask pri
   over perturbations: below 1 means the latent effects themselves are shrunk, otherwise the decoder
   or the ATE map shrinks them), and wall time.
 
+A variant may also add a second training stage (``refine``: only q(M) and q(E) trained, the networks frozen,
+:func:`refine_globals`) or score an ensemble of K fits from other initial seeds (``ensemble``: their posterior
+draws pooled by ``ate_calibration(..., ensemble=...)``).
+
 Simulations: ``counts`` (``simulate_counts`` defaults: 12 perturbations, 60 genes, 200 cells each) and
 ``demo`` (the demo's: 12 perturbations, 6 pairs of which 2 are held out of training). Effects are about
 2.5 basal standard deviations per active latent dimension.
