@@ -23,6 +23,7 @@ Usage
 -----
     python benchmarks/calibration.py --sims demo counts --seeds 0 --variants default paper_encoder ...
     python benchmarks/calibration.py --list
+    python benchmarks/calibration.py --diagnose --sims demo --variants default mask_init_3
 
 Rows are appended to ``--out`` (default ``benchmarks/results/calibration.csv``) as they finish;
 ``--skip-done`` resumes an interrupted grid.
@@ -132,6 +133,33 @@ def effect_norm_ratio(model, truth) -> float:
     true = pd.Series(np.linalg.norm(np.asarray(truth["mask"]) * np.asarray(truth["embedding"]), axis=1),
                      index=list(truth["perturbations"]))[list(order)].to_numpy()
     return float(np.median(learned / true))
+
+
+def diagnose(sim: str, variant: str, seed: int) -> None:
+    """Where the missing part of each effect sits: q(m) of the entries carrying it, and the shift of the mean basal
+    state of each perturbation's training cells from the controls', projected on its learned effect (a fraction
+    of it; positive: the encoder keeps part of the effect in the cells' basal states)."""
+    from samsvae_pyro import SAMSVAE
+    from samsvae_pyro.evaluate.posterior import guide_trace
+    from samsvae_pyro.models.plates import E, MASK
+
+    adata = simulate(sim, seed)
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+    model, _ = fit(adata, resolve(variant), seed)
+    trace = guide_trace(model.guide, model.example_batch(1), 300)
+    mask = trace.nodes[MASK]["value"].mean(0).cpu().numpy()  # (T, K)
+    effect = (trace.nodes[E]["value"] * trace.nodes[MASK]["value"]).mean(0).cpu().numpy()
+    basal = np.asarray(model.get_latent_representation(kind="basal"))
+    labels, split = (np.asarray(adata.obs[key]).astype(str) for key in ("perturbation", "split"))
+    train = split == "train"
+    control = basal[train & (labels == "non-targeting")].mean(0)
+    n_true = int(np.asarray(adata.uns["sams_truth"]["mask"]).sum())
+    print(f"{sim} {variant} seed {seed}: entries with q(m) > 0.5: {(mask > 0.5).sum()} of {mask.size} "
+          f"(true: {n_true}); largest q(m) per perturbation: {np.round(mask.max(1).astype(float), 2).tolist()}")
+    for t, name in enumerate(model.data.vocabulary.perturbations):
+        shift = basal[train & (labels == name)].mean(0) - control
+        print(f"  {name}: |effect| {np.linalg.norm(effect[t]):.2f}, basal shift along it "
+              f"{shift @ effect[t] / (effect[t] @ effect[t]):+.3f} of it")
 
 
 def refine_globals(model, train: dict, refine: dict, seed: int) -> int:
@@ -271,10 +299,18 @@ def main() -> None:
     parser.add_argument("--norman", nargs="+", choices=("random", "pairs"),
                         help="real data instead: the Norman subset with a random cell split and/or held-out pairs")
     parser.add_argument("--steps", type=int, default=3000, help="training steps on the Norman subset")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="print q(m) and the basal shifts of each (sim, variant, seed) instead of scoring")
     args = parser.parse_args()
     if listed(parser, args, VARIANTS, resolve):
         return
     torch.set_num_threads(args.threads)
+    if args.diagnose:
+        for seed in args.seeds:
+            for sim in args.sims:
+                for variant in args.variants:
+                    diagnose(sim, variant, seed)
+        return
     if args.norman:
         out = Path(args.out).with_name("calibration_norman.csv")
         for seed in args.seeds:
