@@ -11,6 +11,10 @@ lr 3e-3, 5 particles, 1,500 steps of batch 256, n_latent 8, hidden 128, mask pri
   over perturbations: below 1 means the latent effects themselves are shrunk, otherwise the decoder
   or the ATE map shrinks them), and wall time.
 
+A variant may also add a second training stage (``refine``: only q(M) and q(E) trained, the networks frozen,
+:func:`refine_globals`) or score an ensemble of K fits from other initial seeds (``ensemble``: their posterior
+draws pooled by ``ate_calibration(..., ensemble=...)``).
+
 Simulations: ``counts`` (``simulate_counts`` defaults: 12 perturbations, 60 genes, 200 cells each) and
 ``demo`` (the demo's: 12 perturbations, 6 pairs of which 2 are held out of training). Effects are about
 2.5 basal standard deviations per active latent dimension.
@@ -19,6 +23,7 @@ Usage
 -----
     python benchmarks/calibration.py --sims demo counts --seeds 0 --variants default paper_encoder ...
     python benchmarks/calibration.py --list
+    python benchmarks/calibration.py --diagnose --sims demo --variants default mask_init_3
 
 Rows are appended to ``--out`` (default ``benchmarks/results/calibration.csv``) as they finish;
 ``--skip-done`` resumes an interrupted grid.
@@ -91,7 +96,6 @@ VARIANTS: dict[str, dict] = {
     "mask_init_3": dict(guide_kwargs=dict(mask_init_logit=3.0)),
     "mask_init_3_lr_globals_1e-2": dict(guide_kwargs=dict(mask_init_logit=3.0), train=dict(lr_globals=1e-2)),
     "mask_init_5": dict(guide_kwargs=dict(mask_init_logit=5.0)),
-    "ensemble_3_mask_init_3": dict(ensemble=3, guide_kwargs=dict(mask_init_logit=3.0)),
     "ensemble_3_mask_init_3_lr_globals_1e-2": dict(ensemble=3, guide_kwargs=dict(mask_init_logit=3.0),
                                                    train=dict(lr_globals=1e-2)),
     "ensemble_5_mask_init_3_lr_globals_1e-2": dict(ensemble=5, guide_kwargs=dict(mask_init_logit=3.0),
@@ -128,6 +132,33 @@ def effect_norm_ratio(model, truth) -> float:
     true = pd.Series(np.linalg.norm(np.asarray(truth["mask"]) * np.asarray(truth["embedding"]), axis=1),
                      index=list(truth["perturbations"]))[list(order)].to_numpy()
     return float(np.median(learned / true))
+
+
+def diagnose(sim: str, variant: str, seed: int) -> None:
+    """Where the missing part of each effect sits: q(m) of the entries carrying it, and the shift of the mean basal
+    state of each perturbation's training cells from the controls', projected on its learned effect (a fraction
+    of it; positive: the encoder keeps part of the effect in the cells' basal states)."""
+    from samsvae_pyro import SAMSVAE
+    from samsvae_pyro.evaluate.posterior import guide_trace
+    from samsvae_pyro.models.plates import E, MASK
+
+    adata = simulate(sim, seed)
+    SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
+    model, _ = fit(adata, resolve(variant), seed)
+    trace = guide_trace(model.guide, model.example_batch(1), 300)
+    mask = trace.nodes[MASK]["value"].mean(0).cpu().numpy()  # (T, K)
+    effect = (trace.nodes[E]["value"] * trace.nodes[MASK]["value"]).mean(0).cpu().numpy()
+    basal = np.asarray(model.get_latent_representation(kind="basal"))
+    labels, split = (np.asarray(adata.obs[key]).astype(str) for key in ("perturbation", "split"))
+    train = split == "train"
+    control = basal[train & (labels == "non-targeting")].mean(0)
+    n_true = int(np.asarray(adata.uns["sams_truth"]["mask"]).sum())
+    print(f"{sim} {variant} seed {seed}: entries with q(m) > 0.5: {(mask > 0.5).sum()} of {mask.size} "
+          f"(true: {n_true}); largest q(m) per perturbation: {np.round(mask.max(1).astype(float), 2).tolist()}")
+    for t, name in enumerate(model.data.vocabulary.perturbations):
+        shift = basal[train & (labels == name)].mean(0) - control
+        print(f"  {name}: |effect| {np.linalg.norm(effect[t]):.2f}, basal shift along it "
+              f"{shift @ effect[t] / (effect[t] @ effect[t]):+.3f} of it")
 
 
 def refine_globals(model, train: dict, refine: dict, seed: int) -> int:
@@ -223,17 +254,21 @@ def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int =
                           split_key="split")
     model_kwargs = dict(n_latent=10, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
     guide_kwargs = {"embedding_hidden": 128, **recipe["guide_kwargs"]} if recipe["guide"] == "correlated" else None
-    model = SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs, device="cpu", seed=seed, **model_kwargs)
     train = recipe["train"] | ({} if variant == "converged" else {"max_steps": steps})
     start = time.perf_counter()
-    model.train(seed=seed, progress=False, **train)
+    fits = []
+    for fit_seed in (seed + 1000 * k for k in range(recipe["ensemble"])):  # an ensemble: other initial seeds
+        fits.append(SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs, device="cpu", seed=fit_seed,
+                            **model_kwargs))
+        fits[-1].train(seed=fit_seed, progress=False, **train)
+    model, others = fits[0], fits[1:]
     seconds = time.perf_counter() - start
     data = model.data
-    scores = model.ate_calibration("test", min_cells=min_cells, seed=seed)
+    scores = model.ate_calibration("test", min_cells=min_cells, seed=seed, ensemble=others)
     held_out, predicted = scores["held_out"], scores["predictive_ate"]
     conditions = [c for c in held_out.obs_names if split == "random" or c in NORMAN_PAIRS]
     reference = np.asarray(held_out[conditions].X)
-    population = model.model_ate(conditions)
+    population = model.model_ate(conditions, ensemble=others)
     rivals = {"model_predictive_mean": np.asarray(predicted[conditions].X),
               "model_population_1e4": np.asarray(population.X)}
     if split == "random":
@@ -267,10 +302,18 @@ def main() -> None:
     parser.add_argument("--norman", nargs="+", choices=("random", "pairs"),
                         help="real data instead: the Norman subset with a random cell split and/or held-out pairs")
     parser.add_argument("--steps", type=int, default=3000, help="training steps on the Norman subset")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="print q(m) and the basal shifts of each (sim, variant, seed) instead of scoring")
     args = parser.parse_args()
     if listed(parser, args, VARIANTS, resolve):
         return
     torch.set_num_threads(args.threads)
+    if args.diagnose:
+        for seed in args.seeds:
+            for sim in args.sims:
+                for variant in args.variants:
+                    diagnose(sim, variant, seed)
+        return
     if args.norman:
         out = Path(args.out).with_name("calibration_norman.csv")
         for seed in args.seeds:
