@@ -131,11 +131,15 @@ class MinibatchLoader:
             raise ValueError(f"rank={rank} must lie in [0, world_size={world_size}).")
         self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
         self.block_size, self.buffer_blocks = block_size, buffer_blocks
-        self.epoch = 0
+        self.epoch, self.start = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration epoch ``epoch``."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Make the next iteration epoch ``epoch``, beginning at its batch ``start``.
+
+        The batches before ``start`` are neither read nor served (a run resumed mid-epoch), and the
+        batches from ``start`` on are exactly those a full iteration would serve there.
+        """
+        self.epoch, self.start = int(epoch), int(start)
 
     def __len__(self) -> int:
         if self.block_size is None:
@@ -153,11 +157,12 @@ class MinibatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         epoch, self.epoch = self.epoch, self.epoch + 1
+        start, self.start = self.start, 0
         if self.block_size is not None:
-            yield from self._buffered(epoch)
+            yield from self._buffered(epoch, start)
             return
         order = self._order(epoch)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             rows = np.sort(order[b * self.batch_size : (b + 1) * self.batch_size])
             yield self._batch(rows, self.data.counts[rows])
 
@@ -193,12 +198,19 @@ class MinibatchLoader:
             return order[self.rank * size : (self.rank + 1) * size]
         return np.array_split(order, self.world_size)[self.rank]
 
-    def _buffered(self, epoch: int) -> Iterator[Batch]:
+    def _buffered(self, epoch: int, start: int) -> Iterator[Batch]:
+        """The batches of epoch ``epoch`` from batch ``start`` on; a buffer holding none of them is not read."""
+        first = 0  # epoch-wide position of the current buffer's first batch
         for buffer in self.block_order(epoch):
+            offsets = range(0, len(buffer), self.batch_size)
+            skip = max(0, start - first)  # batches of this buffer before ``start``
+            first += len(offsets)
+            if skip >= len(offsets):
+                continue
             rows = np.sort(buffer)
             block = self.data.counts[rows]  # one sorted read of the whole buffer
-            for start in range(0, len(buffer), self.batch_size):
-                batch = np.sort(buffer[start : start + self.batch_size])
+            for offset in offsets[skip:]:
+                batch = np.sort(buffer[offset : offset + self.batch_size])
                 yield self._batch(batch, block[np.searchsorted(rows, batch)])
 
     def _batch(self, rows: np.ndarray, counts: sp.csr_matrix | np.ndarray) -> Batch:

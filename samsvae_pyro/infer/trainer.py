@@ -232,10 +232,8 @@ class SVITrainer:
     def _batches(self, loader) -> Iterable[Batch]:
         """Endless stream of training batches, resuming at (epoch, batch_in_epoch)."""
         while True:
-            loader.set_epoch(self.epoch)
-            for position, batch in enumerate(loader):
-                if position < self.batch_in_epoch:
-                    continue
+            loader.set_epoch(self.epoch, start=self.batch_in_epoch)  # a resumed epoch's earlier batches are not read
+            for position, batch in enumerate(loader, start=self.batch_in_epoch):
                 self.batch_in_epoch = position + 1
                 yield batch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0

@@ -179,3 +179,40 @@ def test_blocks_drop_last(data):
     loader = MinibatchLoader(data, indices, batch_size=16, drop_last=True, **BLOCKS)
     batches = _epoch(loader)
     assert len(batches) == len(loader) == len(indices) // 16 and all(len(b) == 16 for b in batches)
+
+
+@pytest.mark.parametrize("sampling", [{}, BLOCKS], ids=["cells", "blocks"])
+def test_an_epoch_started_mid_way_serves_the_rest_without_reading_the_skipped_cells(data, sampling):
+    indices = data.indices("train")
+    loader = MinibatchLoader(data, indices, batch_size=16, seed=4, **sampling)
+    assert not sampling or len(loader.block_order(0)[0]) == 32  # buffers of 2 batches
+    full = _epoch(loader)
+    for start in (1, 2, 5, len(full) - 1):
+        resumed = MinibatchLoader(data, indices, batch_size=16, seed=4, **sampling)
+        resumed.data = _CountingData(data)
+        resumed.set_epoch(0, start=start)
+        rest = _epoch(resumed)
+        assert len(rest) == len(full) - start
+        for a, b in zip(rest, full[start:], strict=True):
+            np.testing.assert_array_equal(a, b)
+        # cells sampling reads batch by batch; blocks read whole buffers (2 batches of 16 here: 3 blocks of 7)
+        unread = start if not sampling else start // 2 * 2
+        read = np.concatenate(resumed.data.read)
+        if unread:
+            assert not np.isin(np.concatenate(full[:unread]), read).any()
+        assert len(_epoch(resumed)) == len(full)  # the next epoch starts at its first batch
+
+
+class _CountingData:
+    """A design whose count reads are recorded (row positions of every read)."""
+
+    def __init__(self, data):
+        self._data, self.read = data, []
+        self.counts = self
+
+    def __getitem__(self, rows):
+        self.read.append(np.asarray(rows))
+        return self._data.counts[rows]
+
+    def __getattr__(self, name):
+        return getattr(self._data, name)

@@ -23,13 +23,16 @@ def test_different_seeds_give_different_histories(registered):
     assert not np.array_equal(a["train_loss"], b["train_loss"])
 
 
-def test_resuming_from_a_saved_checkpoint_continues_exactly(registered, tmp_path):
-    straight = small_model(registered).train(max_steps=16, val_every=100, seed=0, **FAST)
+@pytest.mark.parametrize("sampling", ["cells", "blocks"])
+def test_resuming_from_a_saved_checkpoint_continues_exactly(registered, tmp_path, sampling):
+    straight = small_model(registered).train(max_steps=16, val_every=100, seed=0, sampling=sampling, **FAST)
     first = small_model(registered)
-    first.train(max_steps=8, val_every=100, seed=0, **FAST)
+    first.train(max_steps=8, val_every=100, seed=0, sampling=sampling, **FAST)
+    n_batches = len(first.loader(first.data.indices("train"), batch_size=FAST["batch_size"]))
+    assert 0 < first.trainer.batch_in_epoch < n_batches  # stopped mid-epoch
     first.save(tmp_path / "run")
     resumed = type(first).load(tmp_path / "run", registered, device="cpu")
-    history = resumed.train(max_steps=8, val_every=100, seed=0, **FAST)
+    history = resumed.train(max_steps=8, val_every=100, seed=0, sampling=sampling, **FAST)
     assert list(history["step"]) == list(range(1, 17))
     np.testing.assert_array_equal(history["train_loss"].to_numpy(), straight["train_loss"].to_numpy())
 
