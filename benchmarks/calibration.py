@@ -100,6 +100,7 @@ VARIANTS: dict[str, dict] = {
     # entries off (mask_recovery.py init_logit_1, init_logit_1.5)?
     "mask_init_1": dict(guide_kwargs=dict(mask_init_logit=1.0)),
     "mask_init_1.5": dict(guide_kwargs=dict(mask_init_logit=1.5)),
+    "mask_init_1_lr_globals_1e-2": dict(guide_kwargs=dict(mask_init_logit=1.0), train=dict(lr_globals=1e-2)),
     "ensemble_3_mask_init_3_lr_globals_1e-2": dict(ensemble=3, guide_kwargs=dict(mask_init_logit=3.0),
                                                    train=dict(lr_globals=1e-2)),
     "ensemble_5_mask_init_3_lr_globals_1e-2": dict(ensemble=5, guide_kwargs=dict(mask_init_logit=3.0),

@@ -67,6 +67,8 @@ VARIANTS: dict[str, dict] = {
     "init_logit_3": dict(guide_kwargs=dict(mask_init_logit=3.0), train=dict(lr=3e-3)),
     "init_logit_1": dict(guide_kwargs=dict(mask_init_logit=1.0), train=dict(lr=3e-3)),
     "init_logit_1.5": dict(guide_kwargs=dict(mask_init_logit=1.5), train=dict(lr=3e-3)),
+    "lr_3e-3_lr_globals_1e-2": dict(train=dict(lr=3e-3, lr_globals=1e-2)),
+    "init_logit_1_lr_globals_1e-2": dict(guide_kwargs=dict(mask_init_logit=1.0), train=dict(lr=3e-3, lr_globals=1e-2)),
     "lr_split": dict(train=dict(lr=1e-3, lr_globals=1e-2)),
     "beta_bernoulli_learned": dict(model=dict(mask_prior="beta_bernoulli", learn_mask_prior=True),
                                    train=dict(lr=3e-3)),
