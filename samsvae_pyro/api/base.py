@@ -214,9 +214,9 @@ class PerturbationModel:
         :mod:`samsvae_pyro.infer.sparse_mask`) over these ``max_steps`` (one process only).
 
         ``sampling`` draws the training batches: ``"cells"`` permutes the cells every epoch, ``"blocks"`` permutes
-        blocks of 64 consecutive cells and shuffles cells within buffers of 64 blocks read at once (for counts on
-        disk: README "Data larger than memory"; :mod:`samsvae_pyro.data.batches`); ``"auto"`` (default) chooses
-        blocks for counts on disk and cells otherwise.
+        blocks of consecutive cells and shuffles cells within buffers of blocks read at once (64 x 64 cells, 512 x 32
+        from a .zarr; README "Data larger than memory"; :mod:`samsvae_pyro.data.batches`); ``"auto"`` (default)
+        chooses blocks for counts on disk and cells otherwise.
         """
         check_training_arguments(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
                                  weight_decay=weight_decay, clip_norm=clip_norm, val_every=val_every, seed=seed,

@@ -145,7 +145,7 @@ class MinibatchLoader:
         if self.block_size is None:
             n = len(shard(self.indices, rank=self.rank, world_size=self.world_size, even=self.even_shards))
         else:
-            n = len(self._part(np.arange(len(self.indices))))
+            n = len(self._part(self.indices))  # a view: nothing allocated
         b = self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
