@@ -32,7 +32,7 @@ from samsvae_pyro.api.persistence import (
     read_model_config,
     save_model,
 )
-from samsvae_pyro.data import MinibatchLoader, PerturbationData, build_perturbation_data
+from samsvae_pyro.data import MinibatchLoader, PerturbationData, bootstrap_cells, build_perturbation_data
 from samsvae_pyro.data.batches import block_options
 from samsvae_pyro.data.registry import design_arguments, register, registered_design, registered_setup, with_setup
 from samsvae_pyro.data.transforms import TARGET_LIBRARY, ate_method
@@ -185,6 +185,7 @@ class PerturbationModel:
         accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1,
         schedules: dict | None = None, lr_globals: float | None = None, inference: str | dict | None = None,
         checkpoint_every: int | None = None, checkpoint: Callable | None = None, sampling: Sampling = "auto",
+        bootstrap: int | None = None,
     ) -> pd.DataFrame:
         """Fit by SVI for ``max_steps`` more steps; returns the history (step, losses in nats per cell, time).
 
@@ -217,11 +218,17 @@ class PerturbationModel:
         blocks of consecutive cells and shuffles cells within buffers of blocks read at once (64 x 64 cells, 512 x 32
         from a .zarr; README "Data larger than memory"; :mod:`samsvae_pyro.data.batches`); ``"auto"`` (default)
         chooses blocks for counts on disk and cells otherwise.
+
+        ``bootstrap=k`` trains on a bootstrap resample of the training cells, drawn with seed k within each
+        condition (:func:`~samsvae_pyro.data.bootstrap_cells`; validation cells unchanged). Fits with different
+        ``k`` form a bagged ensemble whose pooled posterior (``model_ate(..., ensemble=[...])``) carries the
+        sampling error of the fitted networks (README "Calibrated treatment effects").
         """
         check_training_arguments(max_steps=max_steps, batch_size=batch_size, lr=lr, n_particles=n_particles,
                                  weight_decay=weight_decay, clip_norm=clip_norm, val_every=val_every, seed=seed,
                                  early_stopping_patience=early_stopping_patience, devices=devices,
-                                 lr_globals=lr_globals, num_nodes=num_nodes, checkpoint_every=checkpoint_every)
+                                 lr_globals=lr_globals, num_nodes=num_nodes, checkpoint_every=checkpoint_every,
+                                 bootstrap=bootstrap)
         check_estimator(estimator, self.guide, self.example_batch())
         block_options(self.data, sampling)  # checks the name
         parallel = devices > 1 or num_nodes > 1
@@ -231,7 +238,7 @@ class PerturbationModel:
                        estimator=estimator, weighting=weighting, weight_decay=weight_decay, clip_norm=clip_norm,
                        val_every=val_every, early_stopping_patience=early_stopping_patience, seed=seed,
                        schedules=schedules, lr_globals=lr_globals, inference=inference,
-                       checkpoint_every=checkpoint_every, sampling=sampling)
+                       checkpoint_every=checkpoint_every, sampling=sampling, bootstrap=bootstrap)
         if not parallel:
             self._fit(None, options, progress=progress, callback=callback, checkpoint=checkpoint)
         else:
@@ -271,6 +278,7 @@ class PerturbationModel:
         options_in, options = options, dict(options)
         max_steps, batch_size, seed = options.pop("max_steps"), options.pop("batch_size"), options["seed"]
         sampling = options.pop("sampling", "auto")  # absent from checkpoints written before the option
+        resample = options.pop("bootstrap", None)  # idem
         hooks = inference_hooks(options.pop("inference"), self.model, self.guide, max_steps=max_steps, seed=seed)
         shards = {} if replicas is None else dict(rank=replicas.rank, world_size=replicas.world_size)
         counts = {s: torch.as_tensor(self.data.cells_per_perturbation(s), dtype=torch.float32, device=self.device)
@@ -283,7 +291,10 @@ class PerturbationModel:
         )
         if self.trainer_state is not None:
             self.trainer.load_state_dict(self.trainer_state)
-        train = self.loader("train", batch_size=batch_size, shuffle=True, seed=seed, sampling=sampling, **shards)
+        cells = self.data.indices("train")
+        if resample is not None:
+            cells = bootstrap_cells(self.data.labels, cells, seed=resample)
+        train = self.loader(cells, batch_size=batch_size, shuffle=True, seed=seed, sampling=sampling, **shards)
         val = self.loader("val", batch_size=batch_size, even_shards=False, **shards) if "val" in counts else None
         save = None if checkpoint is None else partial(_save_checkpoint, self, checkpoint, _storable(options_in))
         self.history = self.trainer.fit(

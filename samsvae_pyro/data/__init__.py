@@ -12,6 +12,7 @@ from samsvae_pyro.data.labels import PerturbationVocabulary, parse_label
 from samsvae_pyro.data.ondisk import read_backed
 from samsvae_pyro.data.simulate import simulate_counts, simulate_paper
 from samsvae_pyro.data.splits import (
+    bootstrap_cells,
     held_out_conditions_split,
     norman_data_efficiency_split,
     norman_ood_split,
@@ -22,6 +23,7 @@ __all__ = [
     "MinibatchLoader",
     "PerturbationData",
     "PerturbationVocabulary",
+    "bootstrap_cells",
     "build_perturbation_data",
     "build_replogle_filtered",
     "download_dataset",

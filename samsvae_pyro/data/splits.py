@@ -265,3 +265,41 @@ def held_out_conditions_split(
     others = np.random.default_rng(seed).permutation(np.flatnonzero(~test))
     split[others[: round(val_fraction * len(others))]] = "val"
     return split
+
+
+def bootstrap_cells(labels: Sequence[str], cells: np.ndarray, *, seed: int) -> np.ndarray:
+    """A bootstrap resample of ``cells`` stratified by condition (for bagging an ensemble of fits).
+
+    Rule: within each condition of ``cells``, as many cells as it has are drawn with replacement by
+    ``numpy.random.default_rng(seed)``, conditions taken in sorted order; the result is sorted. Every
+    condition keeps its cell count, so per-perturbation cell counts N_t are unchanged.
+
+    Parameters
+    ----------
+    labels
+        Condition label of every cell of the dataset.
+    cells
+        Row positions to resample (e.g. the training split).
+    seed
+        Seed of the draws.
+
+    Returns
+    -------
+    Sorted row positions, with repeats.
+
+    Shapes
+    ------
+    labels : (N,); cells : (n,) -> (n,)
+
+    Examples
+    --------
+    >>> rows = bootstrap_cells(np.array(["a", "a", "b", "b", "b"]), np.arange(5), seed=0)
+    >>> len(rows), int((rows < 2).sum())
+    (5, 2)
+    """
+    cells = np.asarray(cells, dtype=np.int64)
+    conditions = np.asarray(labels).astype(str)[cells]
+    rng = np.random.default_rng(seed)
+    drawn = [rng.choice(cells[conditions == c], size=int((conditions == c).sum()), replace=True)
+             for c in np.unique(conditions)]
+    return np.sort(np.concatenate(drawn)) if drawn else cells

@@ -24,6 +24,7 @@ _RULES: dict[str, tuple[str, float, bool, bool, str]] = {
     "num_nodes": ("int", 1, True, False, "machines of a multi-node run"),
     "checkpoint_every": ("int", 1, True, True, "steps between checkpoints of a long run"),
     "seed": ("int", 0, True, False, "the training random seed"),
+    "bootstrap": ("int", 0, True, True, "the seed of a bootstrap resample of the training cells; None trains on them all"),
     "lr": ("float", 0.0, False, False, "the Adam learning rate"),
     "lr_globals": ("float", 0.0, False, True, "the learning rate of q(M) and q(E)"),
     "weight_decay": ("float", 0.0, True, False, "the L2 weight decay"),

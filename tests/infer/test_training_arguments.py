@@ -12,7 +12,7 @@ BAD = [
     ("val_every", 0), ("early_stopping_patience", 0), ("batch_size", 0), ("n_particles", 0),
     ("lr", 0.0), ("lr", -1e-3), ("lr", math.nan), ("lr", math.inf), ("lr_globals", 0.0),
     ("weight_decay", -1.0), ("clip_norm", -1.0), ("clip_norm", 0.0), ("clip_norm", math.nan),
-    ("seed", -1), ("devices", 0),
+    ("seed", -1), ("devices", 0), ("bootstrap", -1), ("bootstrap", 1.5),
 ]
 
 
