@@ -39,3 +39,21 @@ def test_train_with_bootstrap_serves_the_resample_and_is_reproducible(registered
     params = [dict(m.guide.named_parameters()) for m in (plain, first, again)]
     assert all(torch.equal(params[1][k], params[2][k]) for k in params[1])
     assert not all(torch.equal(params[0][k], params[1][k]) for k in params[0])
+
+
+def test_bagged_fits_differ_in_seed_and_resample_and_pool_in_model_ate(registered):
+    import pytest
+
+    from samsvae_pyro import SAMSVAE
+
+    options = dict(n_latent=3, n_hidden=16, mask_prior_prob=0.2, device="cpu")
+    fits = SAMSVAE.bagged(registered, 3, seed=7, train=FAST, **options)
+    assert [f.trainer_state["arguments"]["bootstrap"] for f in fits] == [None, 1007, 2007]
+    assert [f.trainer_state["arguments"]["seed"] for f in fits] == [7, 1007, 2007]
+    conditions = fits[0].data.conditions()[:2]
+    alone = fits[0].model_ate(conditions, n_global_draws=4, samples_per_draw=4)
+    pooled = fits[0].model_ate(conditions, n_global_draws=4, samples_per_draw=4, ensemble=fits[1:])
+    assert alone.shape == pooled.shape and not np.allclose(alone.X, pooled.X)
+    for bad, match in ((dict(n_fits=0), "n_fits=0"), (dict(train={"seed": 1}), "seed")):
+        with pytest.raises(ValueError, match=match):
+            SAMSVAE.bagged(registered, **({"n_fits": 2} | bad), **options)
