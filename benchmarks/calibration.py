@@ -13,7 +13,8 @@ lr 3e-3, 5 particles, 1,500 steps of batch 256, n_latent 8, hidden 128, mask pri
 
 A variant may also add a second training stage (``refine``: only q(M) and q(E) trained, the networks frozen,
 :func:`refine_globals`) or score an ensemble of K fits from other initial seeds (``ensemble``: their posterior
-draws pooled by ``ate_calibration(..., ensemble=...)``).
+draws pooled by ``ate_calibration(..., ensemble=...)``); with ``bootstrap`` the further fits train on bootstrap
+resamples of the training cells (``train(bootstrap=k)``, a bag as :meth:`SAMSVAE.bagged` fits it).
 
 Simulations: ``counts`` (``simulate_counts`` defaults: 12 perturbations, 60 genes, 200 cells each) and
 ``demo`` (the demo's: 12 perturbations, 6 pairs of which 2 are held out of training). Effects are about
@@ -42,7 +43,7 @@ from grid import grid_parser, listed, seed_summary
 
 RECIPE = dict(guide="correlated", model={}, guide_kwargs={},
               train=dict(max_steps=1500, batch_size=256, lr=3e-3, n_particles=5, val_every=300), refine={},
-              ensemble=1)
+              ensemble=1, bootstrap=False)
 
 
 def _composed(autoguide_name: str):
@@ -106,6 +107,24 @@ VARIANTS: dict[str, dict] = {
     "ensemble_5_mask_init_3_lr_globals_1e-2": dict(ensemble=5, guide_kwargs=dict(mask_init_logit=3.0),
                                                    train=dict(lr_globals=1e-2)),
     "no_mask": dict(model=dict(mask_prior=None), guide="mean_field"),
+    # a decided, sparse mask (issue 11's recipe, train(inference="sparse")): dense start, fast mask logits, the
+    # expected number of entries on annealed to the simulations' true density (2 / K); the posterior-mean effect
+    # is no longer averaged with zero over undecided mask draws
+    "sparse": dict(train=dict(inference=dict(target=0.25))),
+    "mf_sparse": dict(guide="mean_field", train=dict(inference=dict(target=0.25))),
+    "sparse_freeze": dict(train=dict(inference=dict(target=0.25, freeze=0.8))),
+    # (a) intervals from one fit ignore the sampling error of the fitted networks; a seed ensemble adds the
+    # spread between optimisation runs only. Bagging: the further fits train on bootstrap resamples of the
+    # training cells within each condition (train(bootstrap=k)), so the pooled draws also carry the data's
+    # sampling error
+    "bagging_5_sparse": dict(ensemble=5, bootstrap=True, train=dict(inference=dict(target=0.25))),
+    "bagging_5_sparse_freeze": dict(ensemble=5, bootstrap=True, train=dict(inference=dict(target=0.25, freeze=0.8))),
+    "ensemble_5_sparse": dict(ensemble=5, train=dict(inference=dict(target=0.25))),
+    "bagging_5": dict(ensemble=5, bootstrap=True),
+    "bagging_10_sparse": dict(ensemble=10, bootstrap=True, train=dict(inference=dict(target=0.25))),
+    "sparse_3000": dict(train=dict(max_steps=3000, inference=dict(target=0.25))),
+    "sparse_lr_globals_1e-2": dict(train=dict(inference=dict(target=0.25), lr_globals=1e-2)),
+    "sparse_freeze_lr_globals_1e-2": dict(train=dict(inference=dict(target=0.25, freeze=0.8), lr_globals=1e-2)),
 }
 
 SIMULATIONS = ("counts", "demo")
@@ -182,8 +201,9 @@ def refine_globals(model, train: dict, refine: dict, seed: int) -> int:
     return int(history["step"].max())
 
 
-def fit(adata, recipe: dict, seed: int):
-    """One model of the recipe (two stages with ``refine``); returns it and its total step count."""
+def fit(adata, recipe: dict, seed: int, *, bootstrap: bool = False):
+    """One model of the recipe (two stages with ``refine``; with ``bootstrap``, trained on a bootstrap resample of
+    the training cells drawn with ``seed``); returns it and its total step count."""
     from samsvae_pyro import SAMSVAE
 
     guide_kwargs = dict(recipe["guide_kwargs"])
@@ -192,7 +212,7 @@ def fit(adata, recipe: dict, seed: int):
     model_kwargs = dict(n_latent=8, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
     model = SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs if isinstance(recipe["guide"], str) else None,
                     device="cpu", seed=seed, **model_kwargs)
-    model.train(seed=seed, progress=False, **recipe["train"])
+    model.train(seed=seed, progress=False, bootstrap=seed if bootstrap else None, **recipe["train"])
     steps = int(model.history["step"].max())
     if recipe["refine"]:
         steps += refine_globals(model, recipe["train"], recipe["refine"], seed)
@@ -208,7 +228,8 @@ def run_one(sim: str, variant: str, seed: int) -> dict:
     start = time.perf_counter()
     model, steps = fit(adata, recipe, seed)
     # an ensemble: further fits of the same data from other initial seeds, their posteriors pooled
-    others = [fit(adata, recipe, seed + 1000 * k)[0] for k in range(1, recipe["ensemble"])]
+    others = [fit(adata, recipe, seed + 1000 * k, bootstrap=recipe["bootstrap"])[0]
+              for k in range(1, recipe["ensemble"])]
     seconds = time.perf_counter() - start
     truth = adata.uns["sams_truth"]
     scores = model.ate_calibration("test", truth=truth, seed=seed, ensemble=others)
@@ -262,10 +283,12 @@ def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int =
     train = recipe["train"] | ({} if variant == "converged" else {"max_steps": steps})
     start = time.perf_counter()
     fits = []
-    for fit_seed in (seed + 1000 * k for k in range(recipe["ensemble"])):  # an ensemble: other initial seeds
+    for k in range(recipe["ensemble"]):  # an ensemble: other initial seeds (bagging: and bootstrap resamples)
+        fit_seed = seed + 1000 * k
         fits.append(SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs, device="cpu", seed=fit_seed,
                             **model_kwargs))
-        fits[-1].train(seed=fit_seed, progress=False, **train)
+        resample = fit_seed if recipe["bootstrap"] and k else None
+        fits[-1].train(seed=fit_seed, progress=False, bootstrap=resample, **train)
     model, others = fits[0], fits[1:]
     seconds = time.perf_counter() - start
     data = model.data
