@@ -123,6 +123,10 @@ VARIANTS: dict[str, dict] = {
     "bagging_5": dict(ensemble=5, bootstrap=True),
     "bagging_10_sparse": dict(ensemble=10, bootstrap=True, train=dict(inference=dict(target=0.25))),
     "sparse_3000": dict(train=dict(max_steps=3000, inference=dict(target=0.25))),
+    "sparse_paper_encoder": dict(guide_kwargs=dict(subtract_offset=False), train=dict(inference=dict(target=0.25))),
+    "bagging_10_sparse_paper_encoder": dict(ensemble=10, bootstrap=True, guide_kwargs=dict(subtract_offset=False),
+                                            train=dict(inference=dict(target=0.25))),
+    "sparse_prior_scale_3": dict(model=dict(embedding_prior_scale=3.0), train=dict(inference=dict(target=0.25))),
     "sparse_lr_globals_1e-2": dict(train=dict(inference=dict(target=0.25), lr_globals=1e-2)),
     "sparse_freeze_lr_globals_1e-2": dict(train=dict(inference=dict(target=0.25, freeze=0.8), lr_globals=1e-2)),
 }
