@@ -161,7 +161,8 @@ class PerturbationModel:
         ``train`` holds the :meth:`train` arguments shared by every fit, ``model_kwargs`` the constructor's.
         Pass the others as ``ensemble=`` of the first: ``fits[0].model_ate(..., ensemble=fits[1:])``,
         ``fits[0].ate_calibration(..., ensemble=fits[1:])`` (README "Calibrated treatment effects"). The
-        calibrated recipe: ``SAMSVAE.bagged(adata, 5, train={"inference": {"target": density}})``.
+        calibrated recipe: ``SAMSVAE.bagged(adata, 10, train={"inference": {"target": density}})``; with few
+        cells per condition take point estimates from ``fits[0]`` alone and the intervals from the bag.
         """
         if not isinstance(n_fits, int) or isinstance(n_fits, bool) or n_fits < 1:
             raise ValueError(f"n_fits={n_fits!r} must be an integer >= 1 (the number of fits in the bag).")

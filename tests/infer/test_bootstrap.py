@@ -1,6 +1,7 @@
 """Bagging (issue 14): training on a bootstrap resample of the training cells, stratified by condition."""
 
 import numpy as np
+import pytest
 import torch
 
 from samsvae_pyro.data import bootstrap_cells
@@ -42,8 +43,6 @@ def test_train_with_bootstrap_serves_the_resample_and_is_reproducible(registered
 
 
 def test_bagged_fits_differ_in_seed_and_resample_and_pool_in_model_ate(registered):
-    import pytest
-
     from samsvae_pyro import SAMSVAE
 
     options = dict(n_latent=3, n_hidden=16, mask_prior_prob=0.2, device="cpu")
