@@ -172,7 +172,7 @@ def diagnose(sim: str, variant: str, seed: int) -> None:
 
     adata = simulate(sim, seed)
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
-    model, _ = fit(adata, resolve(variant), seed)
+    model = fit(adata, resolve(variant), seed)[0][0]
     trace = guide_trace(model.guide, model.example_batch(1), 300)
     mask = trace.nodes[MASK]["value"].mean(0).cpu().numpy()  # (T, K)
     effect = (trace.nodes[E]["value"] * trace.nodes[MASK]["value"]).mean(0).cpu().numpy()
@@ -205,22 +205,23 @@ def refine_globals(model, train: dict, refine: dict, seed: int) -> int:
     return int(history["step"].max())
 
 
-def fit(adata, recipe: dict, seed: int, *, bootstrap: bool = False):
-    """One model of the recipe (two stages with ``refine``; with ``bootstrap``, trained on a bootstrap resample of
-    the training cells drawn with ``seed``); returns it and its total step count."""
+def fit(adata, recipe: dict, seed: int, *, n_latent: int = 8) -> tuple[list, int]:
+    """The recipe's ``ensemble`` fits (:meth:`SAMSVAE.bagged`: seeds ``seed + 1000 k``, bootstrap resamples with
+    ``bootstrap``), the first refined with ``refine``; returns them and the first fit's total step count."""
     from samsvae_pyro import SAMSVAE
 
     guide_kwargs = dict(recipe["guide_kwargs"])
     if recipe["guide"] == "correlated":
         guide_kwargs = {"embedding_hidden": 128, **guide_kwargs}
-    model_kwargs = dict(n_latent=8, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
-    model = SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs if isinstance(recipe["guide"], str) else None,
-                    device="cpu", seed=seed, **model_kwargs)
-    model.train(seed=seed, progress=False, bootstrap=seed if bootstrap else None, **recipe["train"])
-    steps = int(model.history["step"].max())
+    model_kwargs = dict(n_latent=n_latent, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
+    fits = SAMSVAE.bagged(adata, recipe["ensemble"], seed=seed, bootstrap=recipe["bootstrap"],
+                          train=recipe["train"] | {"progress": False}, guide=recipe["guide"],
+                          guide_kwargs=guide_kwargs if isinstance(recipe["guide"], str) else None, device="cpu",
+                          **model_kwargs)
+    steps = int(fits[0].history["step"].max())
     if recipe["refine"]:
-        steps += refine_globals(model, recipe["train"], recipe["refine"], seed)
-    return model, steps
+        steps += refine_globals(fits[0], recipe["train"], recipe["refine"], seed)
+    return fits, steps
 
 
 def run_one(sim: str, variant: str, seed: int) -> dict:
@@ -230,10 +231,7 @@ def run_one(sim: str, variant: str, seed: int) -> dict:
     recipe = resolve(variant)
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="non-targeting", split_key="split")
     start = time.perf_counter()
-    model, steps = fit(adata, recipe, seed)
-    # an ensemble: further fits of the same data from other initial seeds, their posteriors pooled
-    others = [fit(adata, recipe, seed + 1000 * k, bootstrap=recipe["bootstrap"])[0]
-              for k in range(1, recipe["ensemble"])]
+    (model, *others), steps = fit(adata, recipe, seed)  # an ensemble: the others' posteriors are pooled
     seconds = time.perf_counter() - start
     truth = adata.uns["sams_truth"]
     scores = model.ate_calibration("test", truth=truth, seed=seed, ensemble=others)
@@ -282,18 +280,9 @@ def run_norman(split: str, variant: str, seed: int, steps: int, min_cells: int =
     recipe = resolve(variant)
     SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control_label="ctrl", layer="counts",
                           split_key="split")
-    model_kwargs = dict(n_latent=10, n_hidden=128, mask_prior_prob=0.1) | recipe["model"]
-    guide_kwargs = {"embedding_hidden": 128, **recipe["guide_kwargs"]} if recipe["guide"] == "correlated" else None
-    train = recipe["train"] | ({} if variant == "converged" else {"max_steps": steps})
+    recipe["train"] |= {} if variant == "converged" else {"max_steps": steps}
     start = time.perf_counter()
-    fits = []
-    for k in range(recipe["ensemble"]):  # an ensemble: other initial seeds (bagging: and bootstrap resamples)
-        fit_seed = seed + 1000 * k
-        fits.append(SAMSVAE(adata, guide=recipe["guide"], guide_kwargs=guide_kwargs, device="cpu", seed=fit_seed,
-                            **model_kwargs))
-        resample = fit_seed if recipe["bootstrap"] and k else None
-        fits[-1].train(seed=fit_seed, progress=False, bootstrap=resample, **train)
-    model, others = fits[0], fits[1:]
+    (model, *others), _ = fit(adata, recipe, seed, n_latent=10)
     seconds = time.perf_counter() - start
     data = model.data
     scores = model.ate_calibration("test", min_cells=min_cells, seed=seed, ensemble=others)

@@ -153,12 +153,13 @@ class PerturbationModel:
 
     @classmethod
     def bagged(cls, adata: ad.AnnData, n_fits: int = 5, *, seed: int = 0, train: dict | None = None,
-               **model_kwargs: Any) -> list[PerturbationModel]:
+               bootstrap: bool = True, **model_kwargs: Any) -> list[PerturbationModel]:
         """Fit a bag of ``n_fits`` models of ``adata`` whose pooled posterior carries the networks' sampling error.
 
         Fit k is built and trained with seed ``seed + 1000 k`` (bags of neighbouring seeds share no fit); fit 0
         trains on all training cells, fit k >= 1 on the bootstrap resample ``train(bootstrap=seed + 1000 k)``.
         ``train`` holds the :meth:`train` arguments shared by every fit, ``model_kwargs`` the constructor's.
+        ``bootstrap=False`` trains every fit on all training cells: a seed ensemble (for comparison).
         Pass the others as ``ensemble=`` of the first: ``fits[0].model_ate(..., ensemble=fits[1:])``,
         ``fits[0].ate_calibration(..., ensemble=fits[1:])`` (README "Calibrated treatment effects"). The
         calibrated recipe: ``SAMSVAE.bagged(adata, 10, train={"inference": {"target": density}})``; with few
@@ -174,7 +175,7 @@ class PerturbationModel:
         for k in range(n_fits):
             fit_seed = seed + 1000 * k
             model = cls(adata, seed=fit_seed, **model_kwargs)
-            model.train(seed=fit_seed, bootstrap=fit_seed if k else None, **train)
+            model.train(seed=fit_seed, bootstrap=fit_seed if bootstrap and k else None, **train)
             fits.append(model)
         return fits
 

@@ -298,8 +298,10 @@ def bootstrap_cells(labels: Sequence[str], cells: np.ndarray, *, seed: int) -> n
     (5, 2)
     """
     cells = np.asarray(cells, dtype=np.int64)
-    conditions = np.asarray(labels).astype(str)[cells]
+    conditions = np.asarray(labels)[cells].astype(str)
     rng = np.random.default_rng(seed)
-    drawn = [rng.choice(cells[conditions == c], size=int((conditions == c).sum()), replace=True)
-             for c in np.unique(conditions)]
+    drawn = []
+    for condition in np.unique(conditions):
+        members = cells[conditions == condition]
+        drawn.append(rng.choice(members, size=len(members), replace=True))
     return np.sort(np.concatenate(drawn)) if drawn else cells

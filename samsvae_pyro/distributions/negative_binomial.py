@@ -130,7 +130,9 @@ def _log_gamma_ratio(value: Tensor, theta: Tensor, *, select: bool | None = None
     """
     out = torch.lgamma(value + theta) - torch.lgamma(value + 1)
     large = value > FLOAT64_FROM
-    if value.device.type != "cpu" if select is None else select:
+    if select is None:
+        select = value.device.type != "cpu"
+    if select:
         x, t = value.double(), theta.double()
         return torch.where(large, (torch.lgamma(x + t) - torch.lgamma(x + 1)).to(out.dtype), out)
     if large.any():

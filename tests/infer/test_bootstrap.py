@@ -53,6 +53,8 @@ def test_bagged_fits_differ_in_seed_and_resample_and_pool_in_model_ate(registere
     alone = fits[0].model_ate(conditions, n_global_draws=4, samples_per_draw=4)
     pooled = fits[0].model_ate(conditions, n_global_draws=4, samples_per_draw=4, ensemble=fits[1:])
     assert alone.shape == pooled.shape and not np.allclose(alone.X, pooled.X)
+    seeds_only = SAMSVAE.bagged(registered, 2, seed=7, train=FAST, bootstrap=False, **options)
+    assert [f.trainer_state["arguments"]["bootstrap"] for f in seeds_only] == [None, None]
     for bad, match in ((dict(n_fits=0), "n_fits=0"), (dict(train={"seed": 1}), "seed")):
         with pytest.raises(ValueError, match=match):
             SAMSVAE.bagged(registered, **({"n_fits": 2} | bad), **options)
